@@ -1,0 +1,70 @@
+"""python -m sandbox_service --host 127.0.0.1 --port 8080 --workers N [--token T]"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import shutil
+import sys
+
+import uvicorn
+
+from sandbox_service.app import create_app
+from sandbox_service.pool import PoolConfig
+
+TOKEN_ENV = "SANDBOX_TOKEN"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m sandbox_service", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback default)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="jailed zygotes, i.e. programs run at once (default: CPU count)")
+    parser.add_argument("--max-queue", type=int, default=1024,
+                        help="executions admitted (waiting + running) before answering 429")
+    parser.add_argument("--recycle-after", type=int, default=500,
+                        help="jobs per zygote before it is replaced")
+    parser.add_argument("--tmp-mb", type=int, default=64, help="size of each run's /tmp")
+    parser.add_argument("--uid-base", type=int, default=61000,
+                        help="worker i runs programs as uid/gid uid_base + i")
+    parser.add_argument("--token", default=os.environ.get(TOKEN_ENV),
+                        help=f"require 'Authorization: Bearer TOKEN' (or env {TOKEN_ENV})")
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    if args.workers < 1 or args.max_queue < 1 or args.recycle_after < 1 or args.tmp_mb < 1:
+        parser.error("--workers, --max-queue, --recycle-after and --tmp-mb must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        sys.exit("sandbox_service needs root (namespaces, mounts, per-run uids); "
+                 "run it in a container or VM where it is root")
+    if shutil.which("unshare") is None:
+        sys.exit("sandbox_service needs util-linux 'unshare' on PATH")
+    if not _is_loopback(args.host) and not args.token:
+        logging.warning("binding %s without --token: anyone who can reach it can run code",
+                        args.host)
+    config = PoolConfig(workers=args.workers, max_queue=args.max_queue,
+                        recycle_after=args.recycle_after, tmp_mb=args.tmp_mb,
+                        uid_base=args.uid_base)
+    app = create_app(config, token=args.token)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                access_log=False)
+
+
+if __name__ == "__main__":
+    main()
