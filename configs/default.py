@@ -1,0 +1,119 @@
+"""The embedded default: RLTF on the shipped starter problems with SmolLM2-135M-Instruct, on a CPU.
+
+`make train` runs this config: it measures held-out pass@1 (greedy), trains with the full RLTF
+reward (coarse + fine-grained + adaptive) and PPO with group-normalised advantages, and measures
+held-out pass@1 again. Every field can be overridden on the command line, e.g.
+`python -m rltf_jax.train --config configs/default.py --config.total_steps=10 --workdir runs/x`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    # Number of RL steps (one step = sample, execute, score, update). A resumed run continues to it.
+    config.total_steps = 40
+
+    # The policy. `name`: a registered name, a local HF folder, a .gguf file or a hub id.
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "smollm2-135m-instruct"
+    config.model.dtype = "float32"        # compute dtype of activations: float32 | bfloat16
+    config.model.param_dtype = "float32"  # storage dtype of the trained parameters
+
+    # Device mesh: -1 takes every remaining device. Axes: data (batch), fsdp (batch + params), tensor.
+    config.mesh = ml_collections.ConfigDict()
+    config.mesh.data = -1
+    config.mesh.fsdp = 1
+    config.mesh.tensor = 1
+
+    # Problems. Specs as in `rltf_jax.data.load_problems` ("starter:train", "mbpp:PATH", ...).
+    config.data = ml_collections.ConfigDict()
+    config.data.train = "starter:train"
+    config.data.heldout = "starter:heldout"
+    config.data.prompt_style = "chat"     # chat (instruct models) | plain (completion of the signature)
+    config.data.problems_per_step = 8     # distinct problems per RL step
+    config.data.tests = "all"             # tests that score a training sample: all | public | private
+
+    # Sampling of training programs.
+    config.rollout = ml_collections.ConfigDict()
+    config.rollout.samples_per_problem = 4   # K programs per problem (the GRPO / RLOO group)
+    config.rollout.max_new_tokens = 192
+    config.rollout.temperature = 1.0
+    config.rollout.top_p = 1.0
+    config.rollout.top_k = 0
+    # Execute step t's programs while step t+1's are generated. The next rollout then comes from
+    # the policy before step t's update (one update stale), as RLTF's asynchronous generators were.
+    config.rollout.overlap_execution = False
+
+    # The sandbox service. An empty url starts a local one as a child process for the run.
+    config.sandbox = ml_collections.ConfigDict()
+    config.sandbox.url = ""                 # one URL or several separated by commas (replicas)
+    config.sandbox.workers = 2
+    config.sandbox.timeout_s = 4.0          # per test (RLTF/APPS used 4 s)
+    config.sandbox.memory_mb = 1024
+    config.sandbox.max_retries = 4
+
+    # RLTF's rewards (rltf_jax.rewards.RewardConfig).
+    config.rewards = ml_collections.ConfigDict()
+    config.rewards.syntax_error = -1.0
+    config.rewards.runtime_error = -0.6
+    config.rewards.failed_tests = -0.3
+    config.rewards.passed = 1.0
+    config.rewards.adaptive = True
+    config.rewards.fine_grained = True
+    config.rewards.fine_grained_penalty = -0.3
+    config.rewards.fine_grained_scaling = "span_total"
+
+    # The PPO update (rltf_jax.ppo.PPOConfig; the field names are its own).
+    config.ppo = ml_collections.ConfigDict()
+    config.ppo.advantage = "grpo"           # gae (needs a value model) | grpo | rloo
+    config.ppo.lr = 2e-6
+    config.ppo.warmup_steps = 2
+    config.ppo.weight_decay = 0.0
+    config.ppo.max_grad_norm = 1.0
+    config.ppo.epochs = 1
+    config.ppo.num_minibatches = 1
+    config.ppo.grad_accum = 4               # microbatches per optimizer step (memory)
+    config.ppo.clip_eps = 0.2
+    config.ppo.value_clip = 0.2
+    config.ppo.vf_coef = 0.1
+    config.ppo.ent_coef = 0.0
+    config.ppo.gamma = 1.0
+    config.ppo.lam = 0.95
+    config.ppo.kl_coef = 0.02
+    config.ppo.kl_estimator = "k3"          # k1 | k2 | k3
+    config.ppo.kl_mode = "reward"           # reward (β·KL in the per-token reward) | loss
+    config.ppo.adaptive_kl = False
+    config.ppo.kl_target = 6.0
+    config.ppo.compute_dtype = "float32"    # float32 | bfloat16 (params stay float32)
+    config.ppo.value_mode = "shared"        # shared (head on the policy's hidden) | separate
+
+    # Replay of recent samples (RLTF kept a FIFO of 6,400 generated programs).
+    config.buffer = ml_collections.ConfigDict()
+    config.buffer.size = 6400
+    config.buffer.replay_samples = 0        # older samples mixed into each update (0: on-policy)
+
+    # Supervised loss on reference solutions, interleaved as RLTF did (0 disables it).
+    config.supervised = ml_collections.ConfigDict()
+    config.supervised.every = 0             # a supervised step after every N RL steps
+    config.supervised.batch_size = 8
+
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.every = 10
+    config.checkpoint.max_to_keep = 2
+    config.checkpoint.best_metric = "heldout/pass@1"
+    config.checkpoint.async_save = True
+
+    # Held-out evaluation (greedy pass@1 through the sandbox).
+    config.eval = ml_collections.ConfigDict()
+    config.eval.before_and_after = True
+    config.eval.every = 0                   # also every N steps (0: only before and after)
+    config.eval.max_problems = 0            # 0: all held-out problems
+    config.eval.max_new_tokens = 256
+    config.eval.batch_size = 32
+
+    config.log = ml_collections.ConfigDict()
+    config.log.progress = True
+    config.log.compile_log = True           # log every jit compilation (recompile storms show)
+    return config
