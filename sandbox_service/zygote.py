@@ -458,6 +458,7 @@ class _Run:
             if ended in ("load_failed", "stopped"):
                 break
             if self.job["mode"] == "stdio":
+                _mount_fresh_tmp(int(self.config["tmp_mb"]), replace=True)  # tests share nothing
                 record = self.records.get(index)
                 if record is None or record["verdict"] == "syntax_error":
                     break
@@ -473,6 +474,13 @@ class _Run:
         return [self.records[i] for i in sorted(self.records)]
 
 
+def _mount_fresh_tmp(tmp_mb: int, replace: bool) -> None:
+    if replace:
+        linux.umount("/tmp")
+    linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
+                f"size={tmp_mb}m,nr_inodes=4096,mode=1777")
+
+
 def _serve(config: dict) -> None:
     cgroup = _Cgroup(config.get("cgroups", {}).get("memory"))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
@@ -486,8 +494,7 @@ def _serve(config: dict) -> None:
         job = json.loads(line)
         memory = int(job["limits"]["memory_mb"]) * 1024 * 1024
         cgroup.set_memory_limit(memory + (tmp_mb + 96) * 1024 * 1024)
-        linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                    f"size={tmp_mb}m,nr_inodes=4096,mode=1777")
+        _mount_fresh_tmp(tmp_mb, replace=False)
         try:
             records = _Run(job, config, cgroup).run()
         finally:

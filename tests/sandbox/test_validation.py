@@ -1,0 +1,86 @@
+"""Malformed requests → 422 with a message; a full queue → 429 with Retry-After; the token."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import time
+
+import httpx
+import pytest
+
+from conftest import start_service, stop_service
+
+GOOD = {"code": "x = 1", "mode": "assert", "tests": [{"assert": "assert x"}]}
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"tests": []}, "tests is empty"),
+    ({"mode": "bash"}, "mode"),
+    ({"mode": "call", "tests": [{"args": [], "expected": 1}]}, "fn_name"),
+    ({"mode": "call", "fn_name": "f", "tests": [{"args": 5, "expected": 1}]}, "args"),
+    ({"tests": [{"stdin": "", "expected_stdout": ""}]}, "needs exactly"),
+    ({"limits": {"timeout_s": -1}}, "timeout_s"),
+    ({"limits": {"memory_mb": -5}}, "memory_mb"),
+    ({"limits": {"output_bytes": 0}}, "output_bytes"),
+    ({"limits": {"cpu": 3}}, "cpu"),
+    ({"code": "x" * (1024 * 1024 + 1)}, "more than the limit"),
+    ({"code": "x = '\udc80'"}, "not valid UTF-8"),
+    ({"code": None}, "code"),
+])
+def test_malformed_request_is_422_with_message(http, change, needle):
+    body = json.dumps({**GOOD, **change})  # ASCII-escaped, so lone surrogates reach the server
+    response = http.post("/v1/execute", content=body,
+                         headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert needle in response.json()["detail"]
+
+
+def test_non_utf8_body_is_422(http):
+    body = b'{"code": "x = \xff\xfe", "mode": "assert", "tests": [{"assert": "pass"}]}'
+    response = http.post("/v1/execute", content=body,
+                         headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "UTF-8" in response.json()["detail"]
+
+
+def test_malformed_batch_is_422(http):
+    assert http.post("/v1/execute_batch", json={"requests": []}).status_code == 422
+    bad = http.post("/v1/execute_batch", json={"requests": [GOOD, {**GOOD, "tests": []}]})
+    assert bad.status_code == 422 and "requests.1" in bad.json()["detail"]
+
+
+def test_full_queue_answers_429_with_retry_after():
+    proc, url = start_service("--max-queue", "2", workers=1)
+    try:
+        slow = {"code": "import time\ntime.sleep(1.5)", "mode": "assert",
+                "tests": [{"assert": "pass"}]}
+        with httpx.Client(base_url=url, timeout=30) as client, \
+                concurrent.futures.ThreadPoolExecutor(4) as threads:
+            futures = [threads.submit(client.post, "/v1/execute", json=slow) for _ in range(2)]
+            time.sleep(0.5)  # both admitted (one running, one queued)
+            refused = client.post("/v1/execute", json=GOOD)
+            assert refused.status_code == 429
+            assert int(refused.headers["Retry-After"]) >= 1
+            too_big = client.post("/v1/execute_batch", json={"requests": [GOOD]})
+            assert too_big.status_code == 429
+            assert all(f.result().json()["verdict"] == "pass" for f in futures)
+            assert client.post("/v1/execute", json=GOOD).json()["verdict"] == "pass"
+    finally:
+        stop_service(proc)
+
+
+def test_bearer_token_guards_routes_but_not_healthz():
+    env = {**os.environ, "SANDBOX_TOKEN": "s3cret"}
+    proc, url = start_service(workers=1, env=env)
+    try:
+        assert httpx.get(url + "/healthz").status_code == 200
+        assert httpx.post(url + "/v1/execute", json=GOOD).status_code == 401
+        wrong = httpx.post(url + "/v1/execute", json=GOOD,
+                           headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = httpx.post(url + "/v1/execute", json=GOOD, timeout=30,
+                        headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["verdict"] == "pass"
+    finally:
+        stop_service(proc)
