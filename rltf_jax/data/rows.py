@@ -21,6 +21,9 @@ def read_rows(path_or_hub_id: str, *, split: str = "train", hub_config: str | No
         files = _data_files(path_or_hub_id)
         fmt = "parquet" if files[0].endswith(".parquet") else "json"
         return load_dataset(fmt, data_files=files, split="train")
+    if path_or_hub_id.endswith((".jsonl", ".json", ".gz", ".parquet")) or os.sep in path_or_hub_id \
+            and path_or_hub_id.count("/") != 1:
+        raise FileNotFoundError(f"no such dataset file or folder: {path_or_hub_id}")
     return load_dataset(path_or_hub_id, hub_config, split=split)
 
 
