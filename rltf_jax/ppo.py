@@ -1,0 +1,413 @@
+"""PPO for code LLMs: one jitted update step over a batch of sampled, scored sequences.
+
+The update, as pseudocode (each line is a function below or in ppo_losses.py / advantages.py):
+
+    logπ_old, V_old  = forward(policy, value)(batch)          # recomputed, no gradient
+    logπ_ref         = forward(reference)(batch)
+    kl_t             = k1|k3(logπ_old, logπ_ref)
+    r_t              = token_rewards_t - β kl_t                # when PPOConfig.kl_mode == "reward"
+    A_t, R_t         = GAE(γ, λ)(r, V_old) | GRPO(r) | RLOO(r) # PPOConfig.advantage
+    repeat epochs:                                             # lax.scan
+        for each minibatch of a fresh permutation:             # lax.scan
+            g = Σ over microbatches ∇ [ clip-policy-loss + c_v clip-value-loss
+                                        - c_e entropy (+ β k3 in the loss) ]  # lax.scan, accumulation
+            params = AdamW(clip_by_global_norm(g), warmup schedule)
+
+Sequences are `prompt ⧺ response` `[B, T]` (docs/interfaces.md). The "action" axis L = T - 1: the
+token at position t+1 is predicted from position t, so per-token arrays inside the update are
+`[B, T-1]` and `action_mask = response_mask[:, 1:]`. V at position t (read from hidden[t]) is the
+value of the state before action t+1; for RLEF's turn-level value it is the value at the last prompt
+token before a reply, i.e. the entry aligned with the reply's first action (a per-turn
+`value_positions` input can select those later without changing the shapes here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from rltf_jax import ppo_losses as L
+from rltf_jax.advantages import NEEDS_VALUES, get_estimator
+from rltf_jax.models.value_head import VALUE_MODES, make_value_model
+
+KL_MODES = ("reward", "loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyperparameters (the lead's ml_collections `ppo` block maps onto this).
+
+    advantage: "gae" (needs a value model) | "grpo" | "rloo" (critic-free; no value model is built).
+    gamma, lam: GAE discount and λ. clip_eps: policy ratio clip ε. value_clip: value clip (absolute).
+    vf_coef, ent_coef: weights of the value loss and the entropy bonus.
+    kl_coef: β, initial KL coefficient. kl_estimator: "k1" | "k2" | "k3".
+    kl_mode: "reward" (β·kl subtracted from per-token rewards, PPO-RLHF) | "loss" (β·kl added to the loss).
+    adaptive_kl, kl_target, kl_horizon: Ziegler et al.'s controller (host-side, see update_kl_coef);
+      kl_target is the per-sequence KL (nats) aimed for.
+    epochs: passes over the batch. num_minibatches: optimizer steps per epoch.
+    grad_accum: microbatches per minibatch (gradients summed, then one optimizer step).
+    lr, warmup_steps (linear from 0, counted in optimizer steps), weight_decay, b1, b2, max_grad_norm.
+    compute_dtype: "float32" | "bfloat16": params stay float32, the forward runs on params cast to this
+      dtype (matmuls accumulate in float32; logits and losses are float32).
+    temperature: π = softmax(logits / temperature), the sampler's temperature.
+    value_mode: "shared" (ValueHead on the policy's hidden states) | "separate" (a critic backbone).
+    normalize_advantages: whiten advantages over the batch's response tokens.
+    """
+
+    advantage: str = "gae"
+    gamma: float = 1.0
+    lam: float = 0.95
+    clip_eps: float = 0.2
+    value_clip: float = 0.2
+    vf_coef: float = 0.1
+    ent_coef: float = 0.0
+    kl_coef: float = 0.05
+    kl_estimator: str = "k1"
+    kl_mode: str = "reward"
+    adaptive_kl: bool = False
+    kl_target: float = 6.0
+    kl_horizon: int = 10_000
+    epochs: int = 1
+    num_minibatches: int = 1
+    grad_accum: int = 1
+    lr: float = 1e-6
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.95
+    max_grad_norm: float = 1.0
+    compute_dtype: str = "float32"
+    temperature: float = 1.0
+    value_mode: str = "shared"
+    normalize_advantages: bool = True
+    advantage_eps: float = 1e-6
+
+    def __post_init__(self):
+        get_estimator(self.advantage)
+        checks = [(self.kl_mode in KL_MODES, f"kl_mode={self.kl_mode!r} not in {KL_MODES}"),
+                  (self.kl_estimator in L.KL_ESTIMATORS,
+                   f"kl_estimator={self.kl_estimator!r} not in {L.KL_ESTIMATORS}"),
+                  (self.value_mode in VALUE_MODES, f"value_mode={self.value_mode!r} not in {VALUE_MODES}"),
+                  (self.compute_dtype in ("float32", "bfloat16"),
+                   f"compute_dtype={self.compute_dtype!r} not float32 | bfloat16"),
+                  (min(self.epochs, self.num_minibatches, self.grad_accum) >= 1,
+                   "epochs, num_minibatches and grad_accum must be ≥ 1")]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"PPOConfig: {message}")
+
+    @property
+    def uses_values(self) -> bool:
+        return NEEDS_VALUES[self.advantage]
+
+
+class PPOBatch(NamedTuple):
+    """One update's data over `prompt ⧺ response` (docs/interfaces.md).
+
+    tokens [B, T] int32; attention_mask [B, T] bool (True = real token; prompts left-padded,
+    responses right-padded); response_mask [B, T] bool (tokens the policy wrote and is trained on);
+    token_rewards [B, T] float32 (environment rewards, before KL); group_ids [B] int32 (the problem).
+    """
+
+    tokens: Any
+    attention_mask: Any
+    response_mask: Any
+    token_rewards: Any
+    group_ids: Any
+
+
+def batch_from_rollout(prompt_tokens, prompt_mask, response_tokens, response_mask, response_rewards,
+                       group_ids) -> PPOBatch:
+    """Join a Rollout's left-padded prompts [B, P] and right-padded responses [B, N] (with
+    `score_batch`'s rewards [B, N]) into a PPOBatch over [B, P + N] (host numpy)."""
+    prompt_mask = np.asarray(prompt_mask, bool)
+    response_mask = np.asarray(response_mask, bool)
+    batch = prompt_mask.shape[0]
+    if np.asarray(response_rewards).shape != response_mask.shape:
+        raise ValueError(f"response_rewards {np.shape(response_rewards)} != response_mask {response_mask.shape}")
+    return PPOBatch(
+        tokens=np.concatenate([prompt_tokens, response_tokens], axis=1).astype(np.int32),
+        attention_mask=np.concatenate([prompt_mask, response_mask], axis=1),
+        response_mask=np.concatenate([np.zeros_like(prompt_mask), response_mask], axis=1),
+        token_rewards=np.concatenate([np.zeros(prompt_mask.shape, np.float32),
+                                      np.asarray(response_rewards, np.float32)], axis=1),
+        group_ids=np.asarray(group_ids, np.int32).reshape(batch))
+
+
+class TrainState(NamedTuple):
+    """Everything an update changes or needs, as one pytree (Orbax saves / restores it whole).
+
+    policy: nnx.State of the policy's Params. value: nnx.State of the ValueHead / Critic Params
+    ({} for critic-free advantages). reference: frozen nnx.State of the initial policy.
+    opt_state: optax state over {"policy", "value"}. step: int32 scalar (updates done).
+    rng: uint32 [2] PRNG key data. kl_coef: float32 scalar β (changed host-side if adaptive).
+    """
+
+    policy: Any
+    value: Any
+    reference: Any
+    opt_state: Any
+    step: Any
+    rng: Any
+    kl_coef: Any
+
+
+class ModelDefs(NamedTuple):
+    """The static halves (nnx.GraphDef) of the policy and value model; value is None if unused."""
+
+    policy: Any
+    value: Any
+
+
+def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
+    """clip_by_global_norm(max_grad_norm) then AdamW with a linear warmup to `lr` (then constant)."""
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, config.lr, max(config.warmup_steps, 1)), optax.constant_schedule(config.lr)],
+        [max(config.warmup_steps, 1)]) if config.warmup_steps > 0 else optax.constant_schedule(config.lr)
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                       optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay))
+
+
+def _copy(tree):
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+
+
+def init_train_state(loaded_or_model, config: PPOConfig, seed: int = 0) -> tuple[TrainState, ModelDefs]:
+    """A fresh TrainState from a LoadedModel (or a CausalLM): reference = a copy of the policy,
+    value model per `config.value_mode` (none for critic-free advantages), AdamW state, step 0."""
+    model = getattr(loaded_or_model, "model", loaded_or_model)
+    policy_def, policy = nnx.split(model, nnx.Param)
+    value_def, value = None, {}
+    if config.uses_values:
+        value_def, value = nnx.split(make_value_model(config.value_mode, model, model.config), nnx.Param)
+    opt_state = make_optimizer(config).init({"policy": policy, "value": value})
+    state = TrainState(policy=policy, value=value, reference=_copy(policy), opt_state=opt_state,
+                       step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(jax.random.key(seed)),
+                       kl_coef=jnp.asarray(config.kl_coef, jnp.float32))
+    return state, ModelDefs(policy_def, value_def)
+
+
+def train_state_shardings(state: TrainState, mesh) -> TrainState:
+    """NamedShardings for a TrainState on `mesh`: every nnx Variable (params, and optax moments,
+    which keep the Variables' logical axes) per rltf_jax.sharding's rules; other leaves replicated."""
+    from jax.sharding import NamedSharding, PartitionSpec
+    from rltf_jax import sharding
+
+    def leaf_sharding(leaf):
+        if isinstance(leaf, nnx.Variable):
+            return leaf.replace(sharding.logical_sharding(sharding._variable_axes(leaf), leaf.shape, mesh))
+        return NamedSharding(mesh, PartitionSpec())
+
+    return jax.tree.map(leaf_sharding, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def positions_from_mask(attention_mask: jax.Array) -> jax.Array:
+    """[B, T] bool -> [B, T] int32 positions counting real tokens from 0 (left padding gets 0)."""
+    return jnp.maximum(jnp.cumsum(attention_mask.astype(jnp.int32), axis=1) - 1, 0)
+
+
+def _cast(params, dtype):
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+
+
+def forward(defs: ModelDefs, config: PPOConfig, policy, value, tokens, attention_mask):
+    """Per-action log π, entropy and values of a [b, T] batch.
+
+    Returns (logprobs [b, T-1], entropy [b, T-1], values [b, T-1] or None), all float32.
+    """
+    dtype = jnp.dtype(config.compute_dtype)
+    positions = positions_from_mask(attention_mask)
+    model = nnx.merge(defs.policy, _cast(policy, dtype))
+    logits, hidden, _ = model(tokens, positions, attention_mask)
+    logprobs, entropy = L.token_logprobs_and_entropy(logits[:, :-1], tokens[:, 1:], config.temperature)
+    values = None
+    if defs.value is not None:
+        value_model = nnx.merge(defs.value, _cast(value, dtype))
+        if config.value_mode == "shared":
+            values = value_model(hidden[:, :-1])
+        else:
+            values = value_model(tokens, positions, attention_mask)[:, :-1]
+    return logprobs, entropy, values
+
+
+def _chunked(fn, data: dict, chunks: int):
+    """Apply fn to `data` ([B, ...] arrays) in `chunks` sequential pieces (lax.map), rejoined."""
+    split = jax.tree.map(lambda x: x.reshape(chunks, x.shape[0] // chunks, *x.shape[1:]), data)
+    out = jax.lax.map(fn, split)
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
+
+
+def rollout_statistics(defs, config, state: TrainState, batch: PPOBatch) -> dict:
+    """Old log π, old values, reference log π, KL, advantages and returns (no gradient), [B, T-1]."""
+    chunks = config.num_minibatches * config.grad_accum
+
+    def stats(mb):
+        logp, _, values = forward(defs, config, state.policy, state.value, mb["tokens"], mb["attention_mask"])
+        ref_logp, _, _ = forward(defs._replace(value=None), config, state.reference, None,
+                                 mb["tokens"], mb["attention_mask"])
+        out = {"old_logp": logp, "ref_logp": ref_logp}
+        if values is not None:
+            out["old_values"] = values
+        return out
+
+    stats = jax.lax.stop_gradient(_chunked(
+        stats, {"tokens": batch.tokens, "attention_mask": batch.attention_mask}, chunks))
+    mask = batch.response_mask[:, 1:]
+    rewards = batch.token_rewards[:, 1:].astype(jnp.float32)
+    kl = L.kl_estimate(stats["old_logp"], stats["ref_logp"], config.kl_estimator)
+    if config.kl_mode == "reward":
+        rewards = rewards - state.kl_coef * kl
+    advantages, returns = get_estimator(config.advantage)(
+        rewards, stats.get("old_values"), mask, batch.group_ids,
+        gamma=config.gamma, lam=config.lam, eps=config.advantage_eps)
+    if config.normalize_advantages:
+        advantages = L.whiten(advantages, mask)
+    stats.update(action_mask=mask, advantages=advantages, rewards=rewards, kl=kl)
+    if returns is not None:
+        stats["returns"] = returns
+    return stats
+
+
+def loss_fn(params, defs, config, kl_coef, mb: dict, denominator):
+    """The PPO loss of one microbatch (sums over its tokens / `denominator`) and its metric sums."""
+    logp, entropy, values = forward(defs, config, params["policy"], params["value"],
+                                    mb["tokens"], mb["attention_mask"])
+    mask = mb["action_mask"]
+    policy_loss, clipped = L.clipped_policy_loss(logp, mb["old_logp"], mb["advantages"], mask,
+                                                 config.clip_eps, denominator)
+    entropy_sum = L.masked_sum(entropy, mask)
+    loss = policy_loss - config.ent_coef * entropy_sum / denominator
+    kl_loss = jnp.zeros(())
+    if config.kl_mode == "loss":
+        kl_loss = L.masked_sum(L.kl_estimate(logp, mb["ref_logp"], config.kl_estimator), mask) / denominator
+        loss = loss + kl_coef * kl_loss
+    value_loss = jnp.zeros(())
+    if values is not None:
+        value_loss = L.clipped_value_loss(values, mb["old_values"], mb["returns"], mask,
+                                          config.value_clip, denominator)
+        loss = loss + config.vf_coef * value_loss
+    log_ratio = logp - mb["old_logp"]
+    sums = {"loss/total": loss, "loss/policy": policy_loss, "loss/value": value_loss, "loss/kl": kl_loss,
+            "loss/entropy": -config.ent_coef * entropy_sum / denominator,
+            "policy/entropy": entropy_sum / denominator,
+            "ppo/clip_fraction": clipped / denominator,
+            "ppo/approx_kl": L.masked_sum(jnp.expm1(-log_ratio) + log_ratio, mask) / denominator}
+    return loss, sums
+
+
+def _minibatch_step(defs, config, optimizer, kl_coef, carry, minibatch: dict):
+    """One optimizer step on a minibatch [accum, micro, ...]: gradients summed over microbatches."""
+    params, opt_state = carry
+    denominator = jnp.maximum(jnp.sum(minibatch["action_mask"]), 1).astype(jnp.float32)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def micro_step(acc, mb):
+        (_, sums), grads = grad_fn(params, defs, config, kl_coef, mb, denominator)
+        return jax.tree.map(jnp.add, acc, (grads, sums)), None
+
+    zero = (jax.tree.map(jnp.zeros_like, params),
+            jax.eval_shape(lambda: loss_fn(params, defs, config, kl_coef,
+                                           jax.tree.map(lambda x: x[0], minibatch), denominator)[1]))
+    zero = (zero[0], jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero[1]))
+    (grads, sums), _ = jax.lax.scan(micro_step, zero, minibatch)
+    sums["optim/grad_norm"] = optax.tree.norm(grads)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), sums
+
+
+def ppo_update(defs: ModelDefs, config: PPOConfig, state: TrainState, batch: PPOBatch):
+    """One PPO update (module docstring): returns (new TrainState, flat dict of float32 metrics)."""
+    batch = PPOBatch(*(jnp.asarray(x) for x in batch))
+    size = batch.tokens.shape[0]
+    per_step = config.num_minibatches * config.grad_accum
+    if size % per_step:
+        raise ValueError(f"batch size {size} is not divisible by num_minibatches × grad_accum = {per_step}")
+    stats = rollout_statistics(defs, config, state, batch)
+    data = {k: stats[k] for k in ("old_logp", "ref_logp", "advantages", "action_mask")}
+    data.update(tokens=batch.tokens, attention_mask=batch.attention_mask)
+    if "returns" in stats:
+        data.update(old_values=stats["old_values"], returns=stats["returns"])
+    optimizer = make_optimizer(config)
+    rng, epoch_rng = jax.random.split(jax.random.wrap_key_data(state.rng))
+
+    def epoch(carry, key):
+        order = jax.random.permutation(key, size)
+        shaped = jax.tree.map(lambda x: x[order].reshape(config.num_minibatches, config.grad_accum,
+                                                         size // per_step, *x.shape[1:]), data)
+        return jax.lax.scan(lambda c, mb: _minibatch_step(defs, config, optimizer, state.kl_coef, c, mb),
+                            carry, shaped)
+
+    params = {"policy": state.policy, "value": state.value}
+    (params, opt_state), sums = jax.lax.scan(epoch, (params, state.opt_state),
+                                             jax.random.split(epoch_rng, config.epochs))
+    metrics = jax.tree.map(jnp.mean, sums)
+    mask = stats["action_mask"]
+    metrics.update(_rollout_metrics(stats, batch, mask, state.kl_coef))
+    new_state = state._replace(policy=params["policy"], value=params["value"], opt_state=opt_state,
+                               step=state.step + 1, rng=jax.random.key_data(rng))
+    return new_state, metrics
+
+
+def _rollout_metrics(stats: dict, batch: PPOBatch, mask, kl_coef) -> dict:
+    k3 = L.kl_estimate(stats["old_logp"], stats["ref_logp"], "k3")
+    k1 = L.kl_estimate(stats["old_logp"], stats["ref_logp"], "k1")
+    tokens_per_seq = jnp.maximum(mask.sum(axis=1), 1)
+    metrics = {
+        "kl/k1": L.masked_mean(k1, mask), "kl/k3": L.masked_mean(k3, mask),
+        "kl/seq_k1": jnp.mean(jnp.sum(jnp.where(mask, k1, 0.0), axis=1)),
+        "kl/coef": kl_coef,
+        "policy/logprob": L.masked_mean(stats["old_logp"], mask),
+        "reward/env_per_seq": jnp.mean(jnp.sum(jnp.where(mask, batch.token_rewards[:, 1:], 0.0), axis=1)),
+        "reward/total_per_seq": jnp.mean(jnp.sum(jnp.where(mask, stats["rewards"], 0.0), axis=1)),
+        "advantage/mean": L.masked_mean(stats["advantages"], mask),
+        "response/length": jnp.mean(tokens_per_seq.astype(jnp.float32)),
+    }
+    if "returns" in stats:
+        metrics["value/explained_variance"] = L.explained_variance(stats["old_values"], stats["returns"], mask)
+        metrics["value/mean"] = L.masked_mean(stats["old_values"], mask)
+        metrics["value/return_mean"] = L.masked_mean(stats["returns"], mask)
+    return {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+
+
+def make_update(defs: ModelDefs, config: PPOConfig, *, mesh=None, state: TrainState | None = None):
+    """The jitted update `(state, batch) -> (state, metrics)`; `state` is donated.
+
+    With a mesh (and an example `state` for its tree), in/out shardings are explicit: TrainState per
+    `train_state_shardings`, batch arrays split over ("data", "fsdp") on the batch axis, metrics
+    replicated. Without a mesh, jit places everything on the default device.
+    """
+    fn = lambda s, b: ppo_update(defs, config, s, b)  # noqa: E731
+    if mesh is None:
+        return jax.jit(fn, donate_argnums=(0,))
+    if state is None:
+        raise ValueError("make_update(mesh=...) needs an example `state` to derive its shardings")
+    from jax.sharding import NamedSharding, PartitionSpec
+    from rltf_jax.sharding import BATCH_AXES
+
+    state_sh = train_state_shardings(state, mesh)
+    rows = NamedSharding(mesh, PartitionSpec(BATCH_AXES, None))
+    batch_sh = PPOBatch(rows, rows, rows, rows, NamedSharding(mesh, PartitionSpec(BATCH_AXES)))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(fn, donate_argnums=(0,), in_shardings=(state_sh, batch_sh),
+                   out_shardings=(state_sh, replicated))
+
+
+def update_kl_coef(state: TrainState, observed_seq_kl: float, batch_size: int,
+                   config: PPOConfig) -> TrainState:
+    """Host-side adaptive KL controller (Ziegler et al. 2019), run between updates:
+
+        e = clip(KL_seq / kl_target - 1, -0.2, 0.2),   β ← β (1 + e · batch_size / kl_horizon)
+
+    `observed_seq_kl` is the metric "kl/seq_k1". Returns `state` unchanged if not config.adaptive_kl.
+    """
+    if not config.adaptive_kl:
+        return state
+    error = float(np.clip(observed_seq_kl / config.kl_target - 1.0, -0.2, 0.2))
+    beta = float(state.kl_coef) * (1.0 + error * batch_size / config.kl_horizon)
+    return state._replace(kl_coef=jnp.asarray(beta, jnp.float32))
