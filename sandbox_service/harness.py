@@ -31,9 +31,15 @@ MAX_MESSAGE_CHARS = 2000
 MAX_VALUE_CHARS = 8 * 1024 * 1024
 
 # Bound before any user code runs, so a program that patches json/os/builtins cannot change
-# how results are written.
-_dumps = json.dumps
-_loads = json.loads
+# how results are written; builtins and json's encoder globals are restored before each write.
+_ENCODER = json.JSONEncoder(allow_nan=True)
+_dumps = _ENCODER.encode
+_loads = json.JSONDecoder().decode
+_BUILTINS_SNAPSHOT = dict(builtins.__dict__)
+_ENCODER_GLOBALS_SNAPSHOT = dict(json.encoder.__dict__)
+_builtins_dict = builtins.__dict__
+_encoder_globals = json.encoder.__dict__
+_dict_update = dict.update
 _write = os.write
 _getpid = os.getpid
 _exit = os._exit
@@ -44,6 +50,12 @@ _isinstance = isinstance
 _BaseException = BaseException
 _SyntaxError = SyntaxError
 _SystemExit = SystemExit
+
+
+def _restore_runtime() -> None:
+    """Undo a program's patches of builtins / json.encoder before the harness serialises."""
+    _dict_update(_builtins_dict, _BUILTINS_SNAPSHOT)
+    _dict_update(_encoder_globals, _ENCODER_GLOBALS_SNAPSHOT)
 
 
 def exception_info(exc: BaseException, code_lines: int) -> dict:
@@ -69,16 +81,26 @@ def exception_info(exc: BaseException, code_lines: int) -> dict:
 
 
 class _Channel:
-    """Writes nonce-tagged JSON lines to the result fd; silent in forked copies of the child."""
+    """Writes nonce-tagged JSON lines to the result fd; silent in forked copies of the child.
 
-    def __init__(self, fd: int, nonce: str):
+    After an "end" event it waits for the zygote's one-byte ack on `ack_fd`, so output the
+    next test writes can never be drained into this test's record.
+    """
+
+    def __init__(self, fd: int, ack_fd: int, nonce: str):
         self._fd = fd
+        self._ack_fd = ack_fd
         self._nonce = nonce
         self._owner = _getpid()
+
+    def wait_ack(self) -> None:
+        if not os.read(self._ack_fd, 1):
+            _exit(0)  # the zygote is gone or wants no more tests
 
     def send(self, **event) -> None:
         if _getpid() != self._owner:  # a fork made by the program: never report from it
             _exit(0)
+        _restore_runtime()
         event["n"] = self._nonce
         data = (_dumps(event) + "\n").encode("utf-8", "replace")
         while data:
@@ -141,8 +163,9 @@ def run_call_or_assert(job: dict, start: int, channel: _Channel) -> None:
                 fn = _solution_callable(namespace, job["fn_name"])
                 args = _loads(_dumps(test["args"]))  # a fresh copy per test
                 result = fn(*args)
+                _restore_runtime()
                 try:
-                    value = _dumps(result, allow_nan=True)
+                    value = _dumps(result)
                 except _BaseException:
                     value = None  # not JSON-serialisable: judged a wrong answer
                 if value is not None and _len(value) > MAX_VALUE_CHARS:
@@ -153,6 +176,7 @@ def run_call_or_assert(job: dict, start: int, channel: _Channel) -> None:
             exc_info = exception_info(exc, code_lines)
         _flush_std_streams()
         channel.send(k="end", i=i, exc=exc_info, value=value, too_large=too_large)
+        channel.wait_ack()
 
 
 def run_stdio(job: dict, index: int, channel: _Channel) -> None:
@@ -183,9 +207,13 @@ def run_stdio(job: dict, index: int, channel: _Channel) -> None:
     channel.send(k="end", i=index, exc=exc_info, value=None, too_large=False)
 
 
-def child_main(job: dict, start: int, result_fd: int, nonce: str) -> None:
-    """Entry point in the jailed child (privileges already dropped). Never returns."""
-    channel = _Channel(result_fd, nonce)
+def child_main(job: dict, start: int, result_fd: int, ack_fd: int, nonce: str) -> None:
+    """Entry point in the jailed child (privileges already dropped). Never returns.
+
+    `job` must not hold expected values (the zygote strips them): a program that searches its
+    own memory finds its inputs only.
+    """
+    channel = _Channel(result_fd, ack_fd, nonce)
     del nonce
     try:
         if job["mode"] == "stdio":

@@ -19,6 +19,7 @@ It answers with one JSON line ``{"tests": [TestRecord, ...]}`` on stdout.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
@@ -169,12 +170,11 @@ def _enter_child(job: dict, config: dict, pipes: dict) -> None:
     """In the forked child: wire fds, limits, drop privileges (runs as root until setuid)."""
     limits = job["limits"]
     os.setsid()
-    devnull = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(pipes["out"], 1)
-    os.dup2(pipes["err"], 2)
-    os.dup2(pipes["res"], 3)
-    os.closerange(4, 1 << 16)
+    sources = {"in": os.open("/dev/null", os.O_RDONLY), **pipes}
+    high = {name: fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for name, fd in sources.items()}
+    for target, name in enumerate(("in", "out", "err", "res", "ack")):
+        os.dup2(high[name], target)
+    os.closerange(5, 1 << 16)
     with open("/proc/self/oom_score_adj", "w") as f:
         f.write("1000")
     os.chdir("/tmp")
@@ -192,6 +192,18 @@ def _enter_child(job: dict, config: dict, pipes: dict) -> None:
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
     linux.set_no_new_privs()
+
+
+def _scrub_expected(job: dict) -> dict:
+    """In the child's copy of memory: drop every expected output before the program runs.
+
+    The test dicts are shared by every reference the zygote holds (the raw request line is not
+    kept), so after this a program searching its objects (gc, frames) finds inputs only.
+    """
+    for test in job["tests"]:
+        test.pop("expected", None)
+        test.pop("expected_stdout", None)
+    return job
 
 
 class _Run:
@@ -252,25 +264,29 @@ class _Run:
         res_r, res_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        ack_r, ack_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # child
             try:
-                for fd in (res_r, out_r, err_r):
+                for fd in (res_r, out_r, err_r, ack_w):
                     os.close(fd)
-                _enter_child(self.job, self.config, {"res": res_w, "out": out_w, "err": err_w})
-                harness.child_main(self.job, start, 3, self.nonce)
+                _scrub_expected(self.job)
+                _enter_child(self.job, self.config,
+                             {"res": res_w, "out": out_w, "err": err_w, "ack": ack_r})
+                harness.child_main(self.job, start, 3, 4, self.nonce)
             finally:
                 os._exit(127)
-        for fd in (res_w, out_w, err_w):
+        for fd in (res_w, out_w, err_w, ack_r):
             os.close(fd)
         try:
-            return self._supervise(pid, start, res_r, out_r, err_r)
+            return self._supervise(pid, start, res_r, out_r, err_r, ack_w)
         finally:
             _kill_namespace()
-            for fd in (res_r, out_r, err_r):
+            for fd in (res_r, out_r, err_r, ack_w):
                 os.close(fd)
 
-    def _supervise(self, pid: int, start: int, res_r: int, out_r: int, err_r: int):
+    def _supervise(self, pid: int, start: int, res_r: int, out_r: int, err_r: int,
+                   ack_w: int):
         mode = self.job["mode"]
         last = start if mode == "stdio" else len(self.tests) - 1
         stop_first = bool(self.job.get("stop_on_first_failure"))
@@ -337,6 +353,10 @@ class _Run:
                 if finished >= last:
                     return "done"
                 deadline = time.monotonic() + self.timeout_s
+                try:
+                    os.write(ack_w, b"g")  # the child may start the next test now
+                except OSError:
+                    pass
             return None
 
         def read_results():
@@ -411,12 +431,12 @@ class _Run:
     def _died(self, start, current, kill_reason, exit_status, oom_before, out, err, elapsed):
         """Record the test the child died in (or every remaining test if it died loading)."""
         exc = None
-        if kill_reason == "timeout":
-            verdict = "timeout"
-        elif kill_reason == "output":
+        if kill_reason == "output":
             verdict = "output_limit"
-        elif self.cgroup.oom_kills() > oom_before:
+        elif self.cgroup.oom_kills() > oom_before:  # also when only a forked helper was killed
             verdict = "memory_limit"
+        elif kill_reason == "timeout":
+            verdict = "timeout"
         elif exit_status is not None and os.WIFSIGNALED(exit_status):
             sig = os.WTERMSIG(exit_status)
             verdict = "timeout" if sig == signal.SIGXCPU else "runtime_error"
@@ -492,6 +512,7 @@ def _serve(config: dict) -> None:
         if not line:
             return
         job = json.loads(line)
+        del line  # only the parsed dicts hold expected values (scrubbed in each child)
         memory = int(job["limits"]["memory_mb"]) * 1024 * 1024
         cgroup.set_memory_limit(memory + (tmp_mb + 96) * 1024 * 1024)
         _mount_fresh_tmp(tmp_mb, replace=False)

@@ -51,9 +51,14 @@ def stop_service(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+SECRET_ENV = "RLTF_SANDBOX_CANARY"
+SECRET_VALUE = "canary-7f3a9c1e5b"
+
+
 @pytest.fixture(scope="session")
 def service():
-    proc, url = start_service(workers=2)
+    # A secret in the service's own environment: no program may ever see it.
+    proc, url = start_service(workers=2, env={**os.environ, SECRET_ENV: SECRET_VALUE})
     yield {"url": url, "pid": proc.pid, "port": int(url.rsplit(":", 1)[1])}
     stop_service(proc)
 
