@@ -1,0 +1,268 @@
+"""Evaluate a policy (or the reference solutions) on a problem set: pass@k per difficulty.
+
+    python -m rltf_jax.evaluate --model smollm2-135m-instruct --dataset starter:heldout \
+        [--num-samples 10 --k 1,5,10 --temperature 0.8] [--output results.json] [--sandbox-url URL]
+    python -m rltf_jax.evaluate --checkpoint runs/x/checkpoints --dataset humaneval
+    python -m rltf_jax.evaluate --solutions --dataset humaneval      # grade the reference programs
+
+Samples come from `rltf_jax.sampling.Sampler`, programs are graded by the sandbox service through
+`rltf_jax.sandbox_client` (a local one is started when ``--sandbox-url`` is not given). The
+result is a JSON dict with top-level ``pass@1``, ``pass@5``, ...; the same numbers with 95%
+bootstrap CIs per difficulty go to a Markdown table. The JSON is the last line printed.
+`evaluate_problems` is the importable core (the trainer calls it for held-out pass@1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import pathlib
+import sys
+from typing import Callable, Sequence
+
+from rltf_jax.data import Problem, load_problems
+from rltf_jax.pass_at_k import estimate_pass_at_k, summarize
+from rltf_jax.prompts import build_prompt, extract_code
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def _requests(problem: Problem, programs: Sequence[str | None], limits: dict | None):
+    from rltf_jax.sandbox_client import ExecutionRequest
+    return [None if program is None else ExecutionRequest(
+        code=program, mode=problem.mode, tests=list(problem.tests("all")), fn_name=problem.fn_name,
+        limits=limits, stop_on_first_failure=True) for program in programs]
+
+
+def grade_programs(client, problems: Sequence[Problem], programs: Sequence[Sequence[str | None]],
+                   *, limits: dict | None = None) -> list[list[str]]:
+    """Run every problem's programs on all its tests; ``[problem][sample]`` verdict strings.
+
+    A ``None`` program (no code in the reply) gets the verdict ``"no_code"`` without a request.
+    """
+    flat, where = [], []
+    for p_index, (problem, progs) in enumerate(zip(problems, programs)):
+        for s_index, request in enumerate(_requests(problem, progs, limits)):
+            if request is not None:
+                flat.append(request)
+                where.append((p_index, s_index))
+    verdicts = [["no_code"] * len(progs) for progs in programs]
+    results = client.execute_batch(flat) if flat else []
+    for (p_index, s_index), result in zip(where, results):
+        verdicts[p_index][s_index] = result.verdict
+    return verdicts
+
+
+def score(problems: Sequence[Problem], verdicts: Sequence[Sequence[str]], ks: Sequence[int]) -> dict:
+    """pass@k (overall with CI, and per difficulty) from ``[problem][sample]`` verdicts."""
+    if not problems:
+        raise ValueError("no problems to score")
+    num_samples = min(len(v) for v in verdicts)
+    ks = [k for k in ks if k <= num_samples]
+    if not ks:
+        raise ValueError(f"every k exceeds the {num_samples} samples per problem")
+    correct = [sum(v == "pass" for v in vs) for vs in verdicts]
+    counts = [len(vs) for vs in verdicts]
+    groups = collections.defaultdict(list)
+    for index, problem in enumerate(problems):
+        groups[problem.difficulty].append(index)
+    result: dict = {}
+    by_difficulty: dict = {name: {} for name in sorted(groups)}
+    ci: dict = {}
+    for k in ks:
+        values = estimate_pass_at_k(counts, correct, k)
+        overall = summarize(values)
+        result[f"pass@{k}"] = overall["mean"]
+        ci[f"pass@{k}"] = [overall["ci_low"], overall["ci_high"]]
+        for name, indices in groups.items():
+            by_difficulty[name][f"pass@{k}"] = summarize(values[indices])
+    histogram = collections.Counter(v for vs in verdicts for v in vs)
+    result.update({
+        "ci95": ci, "by_difficulty": by_difficulty, "num_problems": len(problems),
+        "num_samples": num_samples, "verdicts": dict(sorted(histogram.items())),
+        "sandbox_errors": histogram.get("sandbox_error", 0),
+        "problems": [{"id": p.id, "difficulty": p.difficulty, "n": n, "correct": c}
+                     for p, n, c in zip(problems, counts, correct)]})
+    return result
+
+
+def evaluate_problems(sampler, client, problems: Sequence[Problem], *, tokenizer, num_samples: int = 1,
+                      ks: Sequence[int] = (1,), temperature: float = 0.0, top_p: float = 1.0,
+                      max_new_tokens: int = 512, style: str = "chat", batch_size: int = 16,
+                      seed: int = 0, limits: dict | None = None, progress: bool = True) -> dict:
+    """Sample ``num_samples`` replies per problem, grade them in the sandbox, return `score`.
+
+    ``temperature == 0`` means greedy (then ``num_samples`` must be 1). Problems are processed in
+    batches of ``batch_size`` prompts (each repeated ``num_samples`` times); grading of a batch
+    goes to the sandbox as one ``execute_batch``.
+    """
+    import jax
+    from rltf_jax.sampling import SamplingParams
+
+    if temperature == 0.0 and num_samples != 1:
+        raise ValueError("greedy decoding (temperature 0) gives identical samples; use --num-samples 1 "
+                         "or a temperature > 0")
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature or 1.0,
+                            top_p=top_p, greedy=temperature == 0.0)
+    rng = jax.random.PRNGKey(seed)
+    verdicts: list[list[str]] = []
+    bar = _progress(len(problems), "evaluate", progress)
+    per_batch = max(1, batch_size // num_samples)
+    for start in range(0, len(problems), per_batch):
+        chunk = problems[start:start + per_batch]
+        prompts = [build_prompt(p, tokenizer, style=style) for p in chunk for _ in range(num_samples)]
+        rng, key = jax.random.split(rng)
+        texts = sampler.generate(prompts, params, key).texts
+        programs = []
+        for i, problem in enumerate(chunk):
+            replies = texts[i * num_samples:(i + 1) * num_samples]
+            codes = [extract_code(problem, reply, style=style) for reply in replies]
+            programs.append([c.program if c is not None else None for c in codes])
+        verdicts += grade_programs(client, chunk, programs, limits=limits)
+        bar.update(len(chunk))
+    bar.close()
+    return score(problems, verdicts, ks)
+
+
+def evaluate_solutions(client, problems: Sequence[Problem], *, limits: dict | None = None,
+                       progress: bool = True, batch_size: int = 32) -> dict:
+    """Grade each problem's first reference solution as its one sample (pass@1 should be 1.0)."""
+    with_solution = [p for p in problems if p.solutions]
+    verdicts: list[list[str]] = []
+    bar = _progress(len(with_solution), "solutions", progress)
+    for start in range(0, len(with_solution), batch_size):
+        chunk = with_solution[start:start + batch_size]
+        verdicts += grade_programs(client, chunk, [[p.solutions[0]] for p in chunk], limits=limits)
+        bar.update(len(chunk))
+    bar.close()
+    result = score(with_solution, verdicts, (1,))
+    result["without_solution"] = len(problems) - len(with_solution)
+    return result
+
+
+def markdown_table(result: dict) -> str:
+    """pass@k per difficulty (and overall) with 95% CIs as a Markdown table."""
+    ks = [key for key in result if key.startswith("pass@") and key[5:].isdigit()]
+    head = "| difficulty | problems | " + " | ".join(f"{k} (95% CI)" for k in ks) + " |"
+    rows = [head, "|" + "---|" * (2 + len(ks))]
+
+    def cell(mean, low, high):
+        return f"{100 * mean:.1f}% ({100 * low:.1f}–{100 * high:.1f})"
+
+    for name, stats in result["by_difficulty"].items():
+        n = stats[ks[0]]["num_problems"]
+        rows.append(f"| {name} | {n} | " + " | ".join(
+            cell(stats[k]["mean"], stats[k]["ci_low"], stats[k]["ci_high"]) for k in ks) + " |")
+    rows.append(f"| **all** | {result['num_problems']} | " + " | ".join(
+        cell(result[k], *result["ci95"][k]) for k in ks) + " |")
+    return "\n".join(rows)
+
+
+def load_policy(model: str | None, checkpoint: str | None):
+    """A `LoadedModel` from a model name/path or a training checkpoint directory."""
+    if checkpoint:
+        try:
+            from rltf_jax.checkpoint import load_policy as load_checkpoint_policy
+        except ImportError as err:
+            raise SystemExit("--checkpoint needs rltf_jax.checkpoint.load_policy(directory) -> "
+                             f"LoadedModel, which is not available: {err}") from err
+        return load_checkpoint_policy(checkpoint)
+    from rltf_jax.models import load_model
+    return load_model(model)
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--k must be comma-separated integers, got {text!r}") from err
+    if not ks or ks[0] < 1:
+        raise argparse.ArgumentTypeError(f"--k values must be >= 1, got {text!r}")
+    return ks
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rltf_jax.evaluate", description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="model name or path (see rltf_jax.models.load_model)")
+    source.add_argument("--checkpoint", help="training checkpoint directory")
+    source.add_argument("--solutions", action="store_true", help="grade the reference solutions")
+    parser.add_argument("--dataset", required=True, help="e.g. humaneval, starter:heldout, mbpp:FILE")
+    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--k", type=_parse_ks, default=[1], help="comma-separated, e.g. 1,5,10")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="0 = greedy (default for one sample; 0.8 for more)")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--style", choices=("chat", "plain"), default="chat")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N problems")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout-s", type=float, default=None, help="per-test time limit")
+    parser.add_argument("--sandbox-url", default=None, help="default: start a local sandbox")
+    parser.add_argument("--output", default=None, help="JSON file; the Markdown table goes next to it (.md)")
+    parser.add_argument("--turns", type=int, default=1, help="multi-turn RLEF evaluation (not yet)")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _with_client(url: str | None, body: Callable):
+    from rltf_jax.sandbox_client import SandboxClient, local_sandbox
+    if url:
+        return body(SandboxClient(url))
+    with local_sandbox() as local_url:
+        return body(SandboxClient(local_url))
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.turns != 1:
+        raise SystemExit("--turns > 1 (multi-turn RLEF evaluation) is not implemented yet")
+    if args.num_samples < 1:
+        raise SystemExit("--num-samples must be >= 1")
+    problems = load_problems(args.dataset)
+    if args.limit:
+        problems = problems[:args.limit]
+    if not problems:
+        raise SystemExit(f"dataset {args.dataset!r} has no problems")
+    limits = {"timeout_s": args.timeout_s} if args.timeout_s else None
+    progress = not args.no_progress
+    if args.solutions:
+        result = _with_client(args.sandbox_url, lambda c: evaluate_solutions(
+            c, problems, limits=limits, progress=progress))
+        result["model"] = "reference-solutions"
+    else:
+        from rltf_jax.sampling import Sampler
+        temperature = args.temperature if args.temperature is not None else (
+            0.0 if args.num_samples == 1 else 0.8)
+        loaded = load_policy(args.model, args.checkpoint)
+        sampler = Sampler(loaded)
+        result = _with_client(args.sandbox_url, lambda c: evaluate_problems(
+            sampler, c, problems, tokenizer=loaded.tokenizer, num_samples=args.num_samples,
+            ks=args.k, temperature=temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+            style=args.style, batch_size=args.batch_size, seed=args.seed, limits=limits,
+            progress=progress))
+        result.update({"model": args.model or args.checkpoint, "temperature": temperature,
+                       "style": args.style, "max_new_tokens": args.max_new_tokens, "seed": args.seed})
+    result["dataset"] = args.dataset
+    table = markdown_table(result)
+    if args.output:
+        path = pathlib.Path(args.output)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        path.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(json.dumps(result))
+    return result
+
+
+def run() -> None:
+    """Console entry point (``rltf-evaluate``)."""
+    main()
+
+
+if __name__ == "__main__":
+    run()
