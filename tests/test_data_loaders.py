@@ -64,7 +64,8 @@ def test_apps_call_and_stdio():
     assert call.mode == "call" and call.fn_name == "maxArea" and call.difficulty == "interview"
     assert call.private_tests[0] == {"args": [[1, 8, 6, 2, 5, 4, 8, 3, 7]], "expected": 49}
     assert call.private_tests[1] == {"args": [[1, 1]], "expected": 1}
-    assert call.starter_code.startswith("class Solution:")
+    assert call.starter_code.startswith("from typing import *\n\nclass Solution:")
+    assert call.solutions[0].startswith("import sys\n")
     stdio = problems["apps/test/4001"]
     assert stdio.mode == "stdio" and stdio.difficulty == "introductory"
     assert stdio.public_tests == ({"stdin": "1 2\n", "expected_stdout": "3\n"},)

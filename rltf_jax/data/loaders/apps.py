@@ -7,6 +7,11 @@ wrapped in a one-element list, as APPS stores them, is unwrapped); otherwise std
 "stdio"; a list of lines is joined with newlines). Difficulty: introductory / interview /
 competition. Splits: "train" / "test" (5,000 each); ids restart in each split, so the id carries it
 (``apps/test/17``). The first test is public, all are private. Problems without tests are bad rows.
+
+APPS's own harness runs every program after a block of imports (typing, collections, math, ...)
+and its reference solutions rely on it (``List[int]`` without an import). So reference solutions
+get `APPS_IMPORT_HEADER` prepended, and call-based starter code gets ``from typing import *``
+(which `rltf_jax.prompts.extract_code` carries over into the model's program as its prefix).
 """
 
 from __future__ import annotations
@@ -19,6 +24,15 @@ from rltf_jax.data.rows import convert_rows, read_rows
 HUB_ID = "codeparrot/apps"
 SPLITS = ("train", "test")
 DIFFICULTIES = ("introductory", "interview", "competition")
+# From hendrycks/apps eval/testing_util.py (numpy left out: the sandbox need not have it).
+APPS_IMPORT_HEADER = (
+    "import sys\nimport time\nimport itertools\n"
+    "from itertools import accumulate, product, permutations, combinations\n"
+    "import collections\nfrom collections import Counter, OrderedDict, deque, defaultdict, ChainMap\n"
+    "from functools import lru_cache\nimport math\n"
+    "from math import sqrt, sin, cos, tan, ceil, fabs, floor, gcd, exp, log, log2\n"
+    "import fractions\nfrom typing import List, Tuple\nimport random\nimport heapq\nfrom heapq import *\n")
+TYPING_IMPORT = "from typing import *\n\n"
 
 
 def _json_field(row: dict, key: str):
@@ -79,13 +93,16 @@ def apps_problem(row: dict, split: str = "") -> Problem:
     mode, tests = _tests(io)
     solutions = row.get("solutions")
     solutions = _json_field(row, "solutions") if solutions not in (None, "") else []
-    if not isinstance(solutions, list):
+    if not isinstance(solutions, list) or not all(isinstance(x, str) for x in solutions):
         raise BadRowError("solutions must be a JSON list of strings")
+    starter = row.get("starter_code") or ""
+    if starter.strip() and mode == "call":
+        starter = TYPING_IMPORT + starter
     return Problem(
         id=f"apps/{split}/{problem_id}" if split else f"apps/{problem_id}", source="apps",
         prompt=question, mode=mode, public_tests=tests[:1], private_tests=tests,
-        fn_name=io.get("fn_name") or None, starter_code=row.get("starter_code") or "",
-        solutions=tuple(solutions), difficulty=difficulty, split=split)
+        fn_name=io.get("fn_name") or None, starter_code=starter,
+        solutions=tuple(APPS_IMPORT_HEADER + x for x in solutions), difficulty=difficulty, split=split)
 
 
 def load_apps(split: str | None = None, path: str | None = None, *,
