@@ -1,0 +1,274 @@
+"""Sampler: jitted prefill + `lax.while_loop` decode over a preallocated KV cache; returns a Rollout.
+
+One jitted function per shape bucket (batch, prompt length, new tokens, each rounded up to a power of
+two) runs the whole generation on device: prefill of the left-padded prompts, then one token per
+loop step written in place into the cache, exiting early once every row has produced an EOS token.
+Stop strings are matched on the host after decoding (a token sequence cannot be matched against a
+string on device without a per-step detokenizer): the response mask is cut after the token that
+completes the earliest stop string and the text is cut before it (as vLLM and the Codex evaluation
+do), so generation past a stop string costs compute but never reaches PPO.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from rltf_jax.models.llama import init_cache
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """max_new_tokens: response budget; temperature / top_p / top_k (0 = off) shape the distribution;
+    greedy: argmax (logprobs are then those of the untempered softmax); stop_strings: cut points."""
+
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    greedy: bool = False
+    stop_strings: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.greedy and self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        object.__setattr__(self, "stop_strings", tuple(self.stop_strings))
+
+
+class Rollout(NamedTuple):
+    """Host numpy arrays for B prompts (P = prompt bucket, N = max_new_tokens)."""
+
+    prompt_tokens: np.ndarray      # [B, P] int32, left-padded
+    prompt_mask: np.ndarray        # [B, P] bool
+    response_tokens: np.ndarray    # [B, N] int32, right-padded
+    response_logprobs: np.ndarray  # [B, N] float32, log p of each sampled token under the sampler's distribution
+    response_mask: np.ndarray      # [B, N] bool, True on generated tokens up to and including the stop token
+    texts: list[str]               # decoded responses (special tokens skipped), cut at a stop string
+
+
+def bucket_size(n: int, minimum: int = 16) -> int:
+    """Smallest power of two >= max(n, minimum)."""
+    return max(minimum, 1 << max(0, int(n) - 1).bit_length())
+
+
+def sample_tokens(logits, rng, temperature, top_p, *, greedy: bool, top_k: int, use_top_p: bool):
+    """Samples one token per row. logits [B, V] float32 -> (tokens [B] int32, logprobs [B] float32).
+
+    logprobs are log p(token) under the distribution actually sampled from: softmax(logits / T)
+    restricted to the top-k and the top-p nucleus and renormalised (greedy: softmax(logits)).
+    """
+    if greedy:
+        tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
+    x = logits / temperature
+    if top_k > 0:
+        kth = jax.lax.top_k(x, top_k)[0][:, -1:]
+        x = jnp.where(x < kth, -jnp.inf, x)
+    if use_top_p:
+        sorted_x = jnp.sort(x, axis=-1)[:, ::-1]
+        probs = jax.nn.softmax(sorted_x, axis=-1)
+        mass_before = jnp.cumsum(probs, axis=-1) - probs
+        kept = mass_before < top_p  # the first token is always kept
+        threshold = jnp.min(jnp.where(kept, sorted_x, jnp.inf), axis=-1, keepdims=True)
+        x = jnp.where(x < threshold, -jnp.inf, x)
+    tokens = jax.random.categorical(rng, x, axis=-1).astype(jnp.int32)
+    logp = jax.nn.log_softmax(x, axis=-1)
+    return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
+
+
+def _generate(graphdef, state, prompt_tokens, prompt_mask, row_active, eos_ids, max_new, temperature,
+              top_p, rng, *, new_bucket: int, greedy: bool, top_k: int, use_top_p: bool, pad_id: int,
+              cache_dtype):
+    """Prefill + decode on device. prompt_tokens/mask [B, P]; row_active [B] bool (False = batch padding).
+
+    Returns (tokens [B, N] int32, logprobs [B, N] float32, mask [B, N] bool, steps [] int32).
+    """
+    model = nnx.merge(graphdef, state)
+    b, p = prompt_tokens.shape
+    positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0).astype(jnp.int32)
+    prompt_len = prompt_mask.sum(axis=1).astype(jnp.int32)
+    cache = init_cache(model.config, b, p + new_bucket, cache_dtype)
+    hidden, cache = model.hidden_states(prompt_tokens, positions, prompt_mask, cache)
+    sample = functools.partial(sample_tokens, greedy=greedy, top_k=top_k, use_top_p=use_top_p)
+    rng, step_rng = jax.random.split(rng)
+    tok, lp = sample(model.logits(hidden[:, -1]), step_rng, temperature, top_p)
+    out_tokens = jnp.full((b, new_bucket), pad_id, jnp.int32).at[:, 0].set(tok)
+    out_lp = jnp.zeros((b, new_bucket), jnp.float32).at[:, 0].set(lp)
+    out_mask = jnp.zeros((b, new_bucket), bool).at[:, 0].set(row_active)
+    done = ~row_active | jnp.isin(tok, eos_ids)
+
+    def cond(carry):
+        _, _, _, _, done, i, _ = carry
+        return (i + 1 < max_new) & ~jnp.all(done)
+
+    def body(carry):
+        cache, out_tokens, out_lp, out_mask, done, i, rng = carry
+        tok_in = jax.lax.dynamic_slice_in_dim(out_tokens, i, 1, axis=1)
+        pos = (prompt_len + i)[:, None]
+        hidden, cache = model.hidden_states(tok_in, pos, jnp.ones_like(tok_in, bool), cache)
+        rng, step_rng = jax.random.split(rng)
+        tok, lp = sample(model.logits(hidden[:, 0]), step_rng, temperature, top_p)
+        tok = jnp.where(done, pad_id, tok)
+        lp = jnp.where(done, 0.0, lp)
+        out_tokens = jax.lax.dynamic_update_slice(out_tokens, tok[:, None], (0, i + 1))
+        out_lp = jax.lax.dynamic_update_slice(out_lp, lp[:, None], (0, i + 1))
+        out_mask = jax.lax.dynamic_update_slice(out_mask, ~done[:, None], (0, i + 1))
+        done = done | jnp.isin(tok, eos_ids)
+        return cache, out_tokens, out_lp, out_mask, done, i + 1, rng
+
+    carry = (cache, out_tokens, out_lp, out_mask, done, jnp.zeros((), jnp.int32), rng)
+    _, out_tokens, out_lp, out_mask, _, steps, _ = jax.lax.while_loop(cond, body, carry)
+    return out_tokens, out_lp, out_mask, steps + 1
+
+
+class Sampler:
+    """Generates from a LoadedModel; weights can be swapped after each PPO update (`set_weights`)."""
+
+    def __init__(self, loaded, *, mesh=None, cache_dtype=None, min_prompt_bucket: int = 16,
+                 min_new_bucket: int = 16):
+        self.tokenizer = loaded.tokenizer
+        if self.tokenizer is None:
+            raise ValueError(f"model {loaded.name!r} has no tokenizer; the sampler needs one")
+        self.config = loaded.config
+        self.mesh = mesh
+        self.cache_dtype = cache_dtype or loaded.config.compute_dtype
+        self.min_prompt_bucket, self.min_new_bucket = min_prompt_bucket, min_new_bucket
+        self.graphdef, state = nnx.split(loaded.model)
+        eos = set(loaded.config.eos_token_ids)
+        if self.tokenizer.eos_token_id is not None:
+            eos.add(int(self.tokenizer.eos_token_id))
+        if not eos:
+            raise ValueError("no EOS token: neither the config nor the tokenizer names one")
+        self.eos_ids = np.asarray(sorted(eos), np.int32)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else self.eos_ids[0])
+        self.compiled_buckets: dict[tuple, float] = {}  # bucket key -> compile+first-run seconds
+        self._state_shardings = None
+        self._batch_sharding = None
+        if mesh is not None:
+            from rltf_jax.sharding import batch_sharding, state_shardings
+
+            self._state_shardings = state_shardings(state, mesh)
+            self._batch_sharding = batch_sharding(mesh)
+        self.set_weights(state)
+        self._jitted = {}
+
+    def set_weights(self, state: nnx.State) -> None:
+        """Uses `state` (same graphdef as the loaded model, e.g. after a PPO update) from now on."""
+        if self._state_shardings is not None:
+            state = jax.device_put(state, self._state_shardings)
+        self.state = state
+
+    def _batch_multiple(self) -> int:
+        if self.mesh is None:
+            return 1
+        return int(self.mesh.shape["data"] * self.mesh.shape["fsdp"])
+
+    def _tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
+        bos = self.tokenizer.bos_token
+        rows = []
+        for text in prompts:
+            add_special = not (bos and text.startswith(bos))
+            rows.append(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
+        return rows
+
+    def _jit(self, key):
+        if key not in self._jitted:
+            b, p, n, greedy, top_k, use_top_p = key
+            fn = functools.partial(_generate, new_bucket=n, greedy=greedy, top_k=top_k,
+                                   use_top_p=use_top_p, pad_id=self.pad_id, cache_dtype=self.cache_dtype)
+            kwargs = {}
+            if self.mesh is not None:
+                from jax.sharding import NamedSharding, PartitionSpec
+
+                rep = NamedSharding(self.mesh, PartitionSpec())
+                rows = NamedSharding(self.mesh, PartitionSpec(("data", "fsdp")))
+                kwargs = dict(in_shardings=(self._state_shardings, self._batch_sharding, self._batch_sharding,
+                                            rows, rep, rep, rep, rep, rep),
+                              out_shardings=(self._batch_sharding, self._batch_sharding,
+                                             self._batch_sharding, rep))
+            self._jitted[key] = jax.jit(lambda *args: fn(self.graphdef, *args), **kwargs)
+        return self._jitted[key]
+
+    def generate(self, prompts: list[str], params: SamplingParams, rng: jax.Array) -> Rollout:
+        """Samples one response per prompt (duplicate prompts for several samples per problem)."""
+        if not prompts:
+            raise ValueError("generate() needs at least one prompt")
+        rows = self._tokenize(prompts)
+        if min(len(r) for r in rows) == 0:
+            raise ValueError("empty prompt after tokenization")
+        n_rows = len(rows)
+        b = bucket_size(n_rows, 1)
+        b += -b % self._batch_multiple()
+        p = bucket_size(max(len(r) for r in rows), self.min_prompt_bucket)
+        n = bucket_size(params.max_new_tokens, self.min_new_bucket)
+        if p + n > self.config.max_position_embeddings:
+            log.warning("prompt bucket %d + new-token bucket %d exceeds max_position_embeddings %d",
+                        p, n, self.config.max_position_embeddings)
+        tokens = np.full((b, p), self.pad_id, np.int32)
+        mask = np.zeros((b, p), bool)
+        for i, r in enumerate(rows):
+            tokens[i, p - len(r):] = r
+            mask[i, p - len(r):] = True
+        active = np.arange(b) < n_rows
+        use_top_p = params.top_p < 1.0 and not params.greedy
+        key = (b, p, n, params.greedy, 0 if params.greedy else params.top_k, use_top_p)
+        fn = self._jit(key)
+        start = time.perf_counter()
+        out = fn(self.state, tokens, mask, active, self.eos_ids, np.int32(params.max_new_tokens),
+                 np.float32(params.temperature), np.float32(params.top_p), rng)
+        out_tokens, out_lp, out_mask, _ = jax.device_get(out)
+        if key not in self.compiled_buckets:
+            self.compiled_buckets[key] = time.perf_counter() - start
+            log.info("sampler: compiled bucket batch=%d prompt=%d new=%d greedy=%s top_k=%d top_p=%s "
+                     "(%.1fs incl. first run; %d buckets so far)", *key, self.compiled_buckets[key],
+                     len(self.compiled_buckets))
+        m = params.max_new_tokens
+        out_tokens = np.array(out_tokens[:n_rows, :m], np.int32)
+        out_lp = np.array(out_lp[:n_rows, :m], np.float32)
+        out_mask = np.array(out_mask[:n_rows, :m], bool)
+        texts = []
+        for i in range(n_rows):
+            text, keep = self._cut_at_stop(out_tokens[i][out_mask[i]], params.stop_strings)
+            out_mask[i, keep:] = False
+            texts.append(text)
+        out_tokens = np.where(out_mask, out_tokens, self.pad_id).astype(np.int32)
+        out_lp = np.where(out_mask, out_lp, 0.0).astype(np.float32)
+        return Rollout(tokens[:n_rows], mask[:n_rows], out_tokens, out_lp, out_mask, texts)
+
+    def _decode(self, tokens) -> str:
+        return self.tokenizer.decode(list(tokens), skip_special_tokens=True)
+
+    def _cut_at_stop(self, tokens: np.ndarray, stop_strings: Sequence[str]) -> tuple[str, int]:
+        """(text cut before the earliest stop string, number of tokens to keep: through the token
+        that completes it). Without a stop string: (full text, len(tokens))."""
+        text = self._decode(tokens)
+        hits = [(text.find(s), s) for s in stop_strings if s and s in text]
+        if not hits:
+            return text, len(tokens)
+        start, stop = min(hits)
+        lo, hi = 1, len(tokens)  # smallest k whose decoded prefix already contains the stop string
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if stop in self._decode(tokens[:mid]):
+                hi = mid
+            else:
+                lo = mid + 1
+        return text[:start], lo
