@@ -4,9 +4,9 @@ Expands every `Family` of `families.py` into up to `MAX_VARIANTS` distinct varia
 phrasing × constant), computes each variant's expected outputs by running its reference solution,
 and writes `problems.jsonl` next to this file (one `Problem.to_json()` per line).
 
-Split, stratified by family: in every family the last variant is held out, and in every other
-family (odd index) the second-to-last too, giving about 25% held out (all families appear in both
-parts). Tests are call-mode sandbox dicts ``{"args": [...], "expected": ...}``; the first is the
+Split: every 4th problem in the fixed family-by-family order is held out (25%), so each family
+contributes about a quarter of its variants and every family with 4+ variants appears in both parts;
+the difficulty field is the family's calibration tier (easy / medium / hard, see families.py). Tests are call-mode sandbox dicts ``{"args": [...], "expected": ...}``; the first is the
 public test, all of them are private. Deterministic: the same code writes the same file.
 """
 
@@ -19,17 +19,17 @@ import random
 import re
 
 from rltf_jax.data.problem import Problem, validate_problem
-from rltf_jax.data.starter.families import FAMILIES, Family
+from rltf_jax.data.starter.families import DEFAULT_VARIANTS, FAMILIES, VARIANTS, Family
 
-MAX_VARIANTS = 6
+HELDOUT_EVERY = 4
 OUTPUT = pathlib.Path(__file__).with_name("problems.jsonl")
 
 
 def _variants(family: Family) -> list[tuple[str, str, object]]:
-    """Distinct ``(fn_name, request, k)`` combinations, at most MAX_VARIANTS."""
+    """Distinct ``(fn_name, request, k)`` combinations, at most ``VARIANTS[family.key]``."""
     seen, out = set(), []
-    count = max(len(family.names), len(family.requests), len(family.ks))
-    for i in range(max(MAX_VARIANTS, count) * 2):
+    wanted = VARIANTS.get(family.key, DEFAULT_VARIANTS)
+    for i in range(len(family.names) * len(family.requests) * len(family.ks) * 2):
         k = family.ks[i % len(family.ks)]
         name = family.names[i % len(family.names)].format(k=k)
         request = family.requests[(i // len(family.names)) % len(family.requests)]
@@ -37,7 +37,7 @@ def _variants(family: Family) -> list[tuple[str, str, object]]:
         if (name, request) not in seen:
             seen.add((name, request))
             out.append((name, request, k))
-        if len(out) == MAX_VARIANTS:
+        if len(out) == wanted:
             break
     return out
 
@@ -68,21 +68,25 @@ def _run_reference(source: str, name: str, args_list: list) -> list[dict]:
 def build_problems() -> list[Problem]:
     """All starter problems, in a fixed order, with their split."""
     problems = []
-    for family_index, family in enumerate(FAMILIES):
-        variants = _variants(family)
-        heldout = {len(variants) - 1}
-        if family_index % 2 == 1 and len(variants) > 3:
-            heldout.add(len(variants) - 2)
-        for v, (name, request, k) in enumerate(variants):
+    position = 0  # across families: every HELDOUT_EVERY-th variant is held out
+    for family in FAMILIES:
+        for v, (name, request, k) in enumerate(_variants(family)):
             rng = random.Random(f"{family.key}/{v}")
             starter, solution = _solution(family, name, request, k)
             tests = _run_reference(solution, name, family.inputs(rng, k))
+            position += 1
             problems.append(validate_problem(Problem(
                 id=f"starter/{family.key}/{v}", source="starter", prompt=request, mode="call",
                 public_tests=tuple(tests[:1]), private_tests=tuple(tests), fn_name=name,
-                starter_code=starter, solutions=(solution,), difficulty="introductory",
-                split="heldout" if v in heldout else "train")))
+                starter_code=starter, solutions=(solution,), difficulty=_tier(family),
+                split="heldout" if position % HELDOUT_EVERY == 0 else "train")))
     return problems
+
+
+def _tier(family: Family) -> str:
+    """The calibration tier as the problem's difficulty: easy / medium / hard."""
+    wanted = VARIANTS.get(family.key, DEFAULT_VARIANTS)
+    return {2: "easy", 4: "medium"}.get(wanted, "hard")
 
 
 def main(argv=None) -> None:
