@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 from rltf_jax.data import Problem, load_problems
 from rltf_jax.pass_at_k import estimate_pass_at_k, summarize
-from rltf_jax.prompts import build_prompt, extract_code
+from rltf_jax.prompts import PLAIN_STOP_SEQUENCES, build_prompt, extract_code
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -90,7 +90,7 @@ def score(problems: Sequence[Problem], verdicts: Sequence[Sequence[str]], ks: Se
     return result
 
 
-def evaluate_problems(sampler, client, problems: Sequence[Problem], *, tokenizer, num_samples: int = 1,
+def evaluate_problems(sampler, client, problems: Sequence[Problem], *, tokenizer=None, num_samples: int = 1,
                       ks: Sequence[int] = (1,), temperature: float = 0.0, top_p: float = 1.0,
                       max_new_tokens: int = 512, style: str = "chat", batch_size: int = 16,
                       seed: int = 0, limits: dict | None = None, progress: bool = True) -> dict:
@@ -98,7 +98,8 @@ def evaluate_problems(sampler, client, problems: Sequence[Problem], *, tokenizer
 
     ``temperature == 0`` means greedy (then ``num_samples`` must be 1). Problems are processed in
     batches of ``batch_size`` prompts (each repeated ``num_samples`` times); grading of a batch
-    goes to the sandbox as one ``execute_batch``.
+    goes to the sandbox as one ``execute_batch``. ``tokenizer`` defaults to the sampler's.
+    Plain-style batches of function problems stop at `PLAIN_STOP_SEQUENCES`.
     """
     import jax
     from rltf_jax.sampling import SamplingParams
@@ -106,8 +107,9 @@ def evaluate_problems(sampler, client, problems: Sequence[Problem], *, tokenizer
     if temperature == 0.0 and num_samples != 1:
         raise ValueError("greedy decoding (temperature 0) gives identical samples; use --num-samples 1 "
                          "or a temperature > 0")
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature or 1.0,
-                            top_p=top_p, greedy=temperature == 0.0)
+    tokenizer = tokenizer if tokenizer is not None else sampler.tokenizer
+    base = dict(max_new_tokens=max_new_tokens, temperature=temperature or 1.0, top_p=top_p,
+                greedy=temperature == 0.0)
     rng = jax.random.PRNGKey(seed)
     verdicts: list[list[str]] = []
     bar = _progress(len(problems), "evaluate", progress)
@@ -115,8 +117,9 @@ def evaluate_problems(sampler, client, problems: Sequence[Problem], *, tokenizer
     for start in range(0, len(problems), per_batch):
         chunk = problems[start:start + per_batch]
         prompts = [build_prompt(p, tokenizer, style=style) for p in chunk for _ in range(num_samples)]
+        stops = PLAIN_STOP_SEQUENCES if style == "plain" and all(p.starter_code for p in chunk) else ()
         rng, key = jax.random.split(rng)
-        texts = sampler.generate(prompts, params, key).texts
+        texts = sampler.generate(prompts, SamplingParams(**base, stop_strings=stops), key).texts
         programs = []
         for i, problem in enumerate(chunk):
             replies = texts[i * num_samples:(i + 1) * num_samples]
@@ -242,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         loaded = load_policy(args.model, args.checkpoint)
         sampler = Sampler(loaded)
         result = _with_client(args.sandbox_url, lambda c: evaluate_problems(
-            sampler, c, problems, tokenizer=loaded.tokenizer, num_samples=args.num_samples,
+            sampler, c, problems, num_samples=args.num_samples,
             ks=args.k, temperature=temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
             style=args.style, batch_size=args.batch_size, seed=args.seed, limits=limits,
             progress=progress))

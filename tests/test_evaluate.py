@@ -69,3 +69,33 @@ def test_cli_arguments():
         main(["--model", "m", "--dataset", "humaneval", "--turns", "3"])
     with pytest.raises(ValueError, match="unknown dataset"):
         main(["--solutions", "--dataset", "nope"])
+
+
+@pytest.fixture(scope="module")
+def sandbox_url():
+    from rltf_jax.sandbox_client import local_sandbox
+    with local_sandbox() as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_evaluate_problems_with_real_sampler_and_sandbox(sandbox_url):
+    """The whole path on a tiny random model: prompts -> Sampler -> extraction -> sandbox -> pass@k."""
+    import jax  # noqa: F401
+    from rltf_jax.data import load_problems
+    from rltf_jax.evaluate import evaluate_problems
+    from rltf_jax.models import load_model
+    from rltf_jax.sampling import Sampler
+    from rltf_jax.sandbox_client import SandboxClient
+
+    problems = load_problems("starter:heldout")[:3]
+    sampler = Sampler(load_model("tiny-llama"))
+    result = evaluate_problems(sampler, SandboxClient(sandbox_url), problems, num_samples=2,
+                               ks=(1, 2), temperature=1.0, max_new_tokens=8, batch_size=4,
+                               progress=False)
+    assert result["num_problems"] == 3 and result["num_samples"] == 2
+    assert sum(result["verdicts"].values()) == 6
+    assert result["sandbox_errors"] == 0
+    assert 0.0 <= result["pass@1"] <= result["pass@2"] <= 1.0
+    with pytest.raises(ValueError, match="greedy"):
+        evaluate_problems(sampler, SandboxClient(sandbox_url), problems, num_samples=2, temperature=0.0)
