@@ -8,7 +8,6 @@ that the program cannot touch, after comparing the JSON against the expected val
 
 Events written to the result fd (one JSON object per line, all carry ``"n": nonce``):
   {"k": "load_error", "exc": {...}, "syntax": bool}   compiling / running the module failed
-  {"k": "loaded"}                                      module ran, tests follow (call / assert)
   {"k": "begin", "i": int}                             test i starts (the zygote starts its clock)
   {"k": "end", "i": int, "exc": {...} | null, "value": str | null, "too_large": bool}
 
@@ -151,7 +150,6 @@ def run_call_or_assert(job: dict, start: int, channel: _Channel) -> None:
         channel.send(k="load_error", exc=exception_info(exc, code_lines), syntax=False)
         return
     _flush_std_streams()
-    channel.send(k="loaded")
     tests = job["tests"]
     mode = job["mode"]
     for i in range(start, _len(tests)):
