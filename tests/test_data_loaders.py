@@ -1,4 +1,11 @@
-"""Loaders on fixture files in the upstream formats, the registry's spec grammar, bad rows."""
+"""Loaders on fixture files in the upstream formats, the registry's spec grammar, bad rows.
+
+Fixtures (tests/fixtures/): mbpp.jsonl (rows 2, 11, 605 are MBPP's own; 520 and the two bad rows
+599 / 700 are written in its format), mbpp_sanitized.json (2 and 606 as upstream, 17 bad: empty
+prompt), apps.jsonl (codeparrot/apps rows written for the test: stdin, call-based LeetCode-style
+with wrapped outputs, list-of-lines I/O, and a row with empty input_output), codecontests.jsonl and
+.parquet (deepmind/code_contests schema; one bad row with mismatched test lists).
+"""
 
 import json
 import logging
