@@ -46,3 +46,7 @@ def umount(target: str, flags: int = MNT_DETACH) -> None:
 
 def set_no_new_privs() -> None:
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> None:
+    _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")

@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 
-from sandbox_service import harness, judge, linux
+from sandbox_service import harness, judge, linux, seccomp
 
 # Modules a typical solution imports, loaded once here so each forked child has them warm.
 _WARM_MODULES = ("collections", "itertools", "functools", "math", "heapq", "bisect", "re",
@@ -193,6 +193,7 @@ def _enter_child(job: dict, config: dict, pipes: dict) -> None:
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
     linux.set_no_new_privs()
+    seccomp.install()
 
 
 def _scrub_expected(job: dict) -> dict:

@@ -359,3 +359,25 @@ def test_expected_values_are_not_in_the_programs_memory(hostile):
     tests = [{"args": [1, 2], "expected": 987654321}]
     result = hostile(code, tests, mode="call", fn_name="add")
     assert result["verdict"] == "wrong_answer", result
+
+
+def test_seccomp_denies_namespaces_mounts_and_ptrace(hostile):
+    code = ("import ctypes, os, threading\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "results = {}\n"
+            "for name, call in [('unshare_user', lambda: libc.unshare(0x10000000)),\n"
+            "                   ('unshare_mount', lambda: libc.unshare(0x00020000)),\n"
+            "                   ('mount', lambda: libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)),\n"
+            "                   ('ptrace', lambda: libc.ptrace(16, 1, None, None))]:\n"
+            "    results[name] = (call(), ctypes.get_errno())\n"
+            "box = []\n"
+            "t = threading.Thread(target=box.append, args=(1,))\n"
+            "t.start(); t.join()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os._exit(7)\n"
+            "status = os.waitpid(pid, 0)[1]\n")
+    test = ("assert all(r == (-1, 1) for r in results.values()), results\n"
+            "assert box == [1] and os.waitstatus_to_exitcode(status) == 7\n")
+    result = hostile(code, test)
+    assert result["verdict"] == "pass", result
