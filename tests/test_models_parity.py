@@ -112,18 +112,19 @@ PROMPTS = [
 
 @pytest.mark.slow
 def test_smollm2_gguf_logits_match_transformers(smollm2_pair):
-    """Ours in float32 vs transformers in float64 (same dequantized weights).
+    """Ours in float32 vs transformers in float64 (same dequantized weights), one prompt at a time.
 
-    The reference runs in float64 because at this depth float32 rounding alone is ~4-7e-5 per
-    implementation (transformers' own f32 sdpa and eager paths differ by ~1e-4 on these prompts), so
-    two f32 implementations can disagree by their sum; the 1e-4 bound applies to our f32 logits.
+    The reference runs in float64 because at 30 layers float32 rounding alone is 4-9e-5 per
+    implementation (transformers' own f32 logits are up to 9.3e-5 off its f64 logits on these prompts),
+    so two f32 implementations can disagree by the sum of their errors. Left padding is covered by
+    the tiny-model tests above; padded SmolLM2 rows differ only in XLA's rounding (shapes change).
     """
     loaded, hf_model = smollm2_pair
     tok = loaded.tokenizer
     chat = tok.apply_chat_template([{"role": "user", "content": PROMPTS[1]}], tokenize=False,
                                    add_generation_prompt=True)
-    rows = [tok(p, add_special_tokens=False)["input_ids"] for p in [*PROMPTS, chat]]
-    tokens, positions, mask = _left_padded(rows)
-    diff = _max_diff_on_real_tokens(_ours(loaded, tokens, positions, mask),
-                                    _hf_logits(hf_model, tokens, positions, mask), mask)
-    assert diff <= TOL, diff
+    for prompt in [*PROMPTS, chat]:
+        tokens, positions, mask = _left_padded([tok(prompt, add_special_tokens=False)["input_ids"]])
+        diff = _max_diff_on_real_tokens(_ours(loaded, tokens, positions, mask),
+                                        _hf_logits(hf_model, tokens, positions, mask), mask)
+        assert diff <= TOL, (prompt, diff)

@@ -21,7 +21,6 @@ from flax import nnx
 
 from rltf_jax.models.config import ModelConfig
 
-ACCUMULATION_CHUNK = 64  # length of the float32 partial sums in _dense
 MASK_VALUE = -1e30  # finite: a fully masked (padding) query row gets a uniform softmax, never NaN
 
 # Logical axis names (mapped to mesh axes by rltf_jax.sharding.LOGICAL_AXIS_RULES).
@@ -39,14 +38,15 @@ LAYER_PARAM_AXES = {
     "w_up": ("layers", "embed", "mlp"),
     "w_down": ("layers", "mlp", "embed"),
 }
-CACHE_KV_AXES = ("layers", "batch", "cache_seq", "cache_heads", "head_dim")
+CACHE_KV_AXES = ("layers", "batch", "cache_heads", "cache_seq", "head_dim")
 CACHE_VALID_AXES = ("batch", "cache_seq")
 
 
 class KVCache(NamedTuple):
     """A preallocated key/value cache; slots are written left to right, the same slot for every row.
 
-    k, v:  [L, B, S, K, hd] keys/values (after RoPE) in the cache dtype.
+    k, v:  [L, B, K, S, hd] keys/values (after RoPE) in the cache dtype; head-major so attention
+           reads each (row, head) block contiguously, without transposing the cache.
     valid: [B, S] bool, True where a slot holds a real (non-padding) token.
     index: [] int32, the next slot to write (== number of slots written).
     """
@@ -60,7 +60,7 @@ class KVCache(NamedTuple):
 def init_cache(config: ModelConfig, batch: int, max_len: int, dtype=None) -> KVCache:
     """An empty cache for `batch` rows of up to `max_len` tokens (prompt + generated)."""
     dtype = dtype or config.compute_dtype
-    shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
+    shape = (config.num_layers, batch, config.num_kv_heads, max_len, config.head_dim)
     return KVCache(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
                    valid=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32))
 
@@ -113,28 +113,15 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
 
 
 def _dense(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
-    """x [..., IN] @ w [IN, OUT] with float32 accumulation, result in `dtype`.
-
-    In float32, XLA's CPU dot sums the whole contraction in one running accumulator, ~1.7x the
-    rounding error of blocked BLAS (torch, numpy). Splitting IN into chunks of ACCUMULATION_CHUNK and
-    summing the partial products keeps a 30-layer f32 forward well within 1e-4 of exact logits.
-    """
-    k = x.shape[-1]
-    x = x.astype(w.dtype)
-    if w.dtype != jnp.float32 or k <= ACCUMULATION_CHUNK or k % ACCUMULATION_CHUNK:
-        return jnp.matmul(x, w, preferred_element_type=jnp.float32).astype(dtype)
-    c = k // ACCUMULATION_CHUNK
-    xc = x.reshape(*x.shape[:-1], c, ACCUMULATION_CHUNK)
-    wc = w.reshape(c, ACCUMULATION_CHUNK, w.shape[-1])
-    partial = jnp.einsum("...ck,ckn->...cn", xc, wc, preferred_element_type=jnp.float32)
-    return partial.sum(axis=-2).astype(dtype)
+    """x [..., IN] @ w [IN, OUT] with float32 accumulation (fast bf16 dots on CPU), result in `dtype`."""
+    return jnp.matmul(x.astype(w.dtype), w, preferred_element_type=jnp.float32).astype(dtype)
 
 
 def _attention(q, k, v, self_mask, cache_k=None, cache_v=None, cache_mask=None):
     """Grouped-query attention of T new queries over [cached slots ⧺ the T new keys].
 
     q [B, T, H, hd]; k, v [B, T, K, hd]; self_mask [B, T, T] bool (causal & key is real);
-    cache_k, cache_v [B, S, K, hd] and cache_mask [B, 1, S] bool, or None. Returns [B, T, H, hd].
+    cache_k, cache_v [B, K, S, hd] and cache_mask [B, 1, S] bool, or None. Returns [B, T, H, hd].
     """
     b, t, h, hd = q.shape
     kv = k.shape[2]
@@ -142,13 +129,13 @@ def _attention(q, k, v, self_mask, cache_k=None, cache_v=None, cache_mask=None):
     scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
     scores = jnp.where(self_mask[:, None, None], scores, MASK_VALUE)
     if cache_k is not None:
-        cache_scores = jnp.einsum("btkgd,bskd->bkgts", qg, cache_k.astype(q.dtype),
+        cache_scores = jnp.einsum("btkgd,bksd->bkgts", qg, cache_k.astype(q.dtype),
                                   preferred_element_type=jnp.float32)
         cache_scores = jnp.where(cache_mask[:, None, None], cache_scores, MASK_VALUE)
         s_cache = cache_scores.shape[-1]
         probs = jax.nn.softmax(jnp.concatenate([cache_scores, scores], axis=-1), axis=-1)
         p_cache, p_self = probs[..., :s_cache], probs[..., s_cache:]
-        out = jnp.einsum("bkgts,bskd->btkgd", p_cache.astype(q.dtype), cache_v.astype(q.dtype),
+        out = jnp.einsum("bkgts,bksd->btkgd", p_cache.astype(q.dtype), cache_v.astype(q.dtype),
                          preferred_element_type=jnp.float32)
         out = out + jnp.einsum("bkgts,bskd->btkgd", p_self.astype(q.dtype), v,
                                preferred_element_type=jnp.float32)
@@ -198,7 +185,7 @@ class DecoderLayers(nnx.Module):
 
 def decoder_block(config: ModelConfig, p: dict, x, positions, self_mask, inv_freq,
                   cache_k=None, cache_v=None, cache_mask=None):
-    """One pre-norm block. x [B, T, D] -> (x [B, T, D], k [B, T, K, hd], v [B, T, K, hd])."""
+    """One pre-norm block. x [B, T, D] -> (x, k [B, T, K, hd] after RoPE, v [B, T, K, hd])."""
     c, dt = config, config.compute_dtype
     b, t, _ = x.shape
     h = rms_norm(x, p["attn_norm"], c.rms_norm_eps)
@@ -269,7 +256,8 @@ class CausalLM(nnx.Module):
                 return x, (k, v)
 
             x, (ks, vs) = jax.lax.scan(body, x, (params, cache.k, cache.v))
-            start = (0, 0, cache.index, 0, 0)
+            start = (0, 0, 0, cache.index, 0)
+            ks, vs = ks.swapaxes(2, 3), vs.swapaxes(2, 3)  # [L, B, T, K, hd] -> [L, B, K, T, hd]
             new_cache = KVCache(
                 k=jax.lax.dynamic_update_slice(cache.k, ks.astype(cache.k.dtype), start),
                 v=jax.lax.dynamic_update_slice(cache.v, vs.astype(cache.v.dtype), start),
