@@ -1,0 +1,248 @@
+"""The online RL loop's host-side pieces: which problems a step draws, rollouts, execution, scoring.
+
+One RL step (``rltf_jax.train`` drives it):
+
+    problems  = ProblemStream.for_step(step)                     # deterministic in (seed, step)
+    rollout   = sample_programs(sampler, problems, ...)          # jitted sampler, K programs each
+    results   = execute_programs(client, rollout, ...)           # HTTP sandbox (may overlap the next sample)
+    samples   = score_rollout(rollout, results, ...)             # coarse / adaptive / fine-grained
+    batch     = ppo_batch(samples + replayed, ...)               # [B, T] arrays for the jitted update
+
+Execution failures of the *service* (``sandbox_error`` after the client's retries) are dropped and
+counted, never scored as program failures. Everything here is plain numpy / Python; the jitted
+parts live in ``sampling.py`` and ``ppo.py``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from rltf_jax.data.problem import Problem
+from rltf_jax.prompts import ExtractedCode, build_prompt, extract_code
+from rltf_jax.rewards import RewardConfig
+from rltf_jax.rewards.token_rewards import reward_metrics, score_batch
+from rltf_jax.sandbox_client import ExecutionRequest, ExecutionResult, SandboxClient
+from rltf_jax.sampling import Rollout, SamplingParams
+
+
+class ProblemStream:
+    """The training problems in a seeded order, epoch after epoch; a pure function of the step.
+
+    Step ``s`` takes the problems at global positions ``[s * n, (s + 1) * n)`` of the infinite
+    sequence made of one seeded permutation per epoch, so a resumed run draws exactly the problems
+    an uninterrupted one would have (the checkpoint only needs the step).
+    """
+
+    def __init__(self, problems: Sequence[Problem], problems_per_step: int, seed: int):
+        if not problems:
+            raise ValueError("the training problem set is empty")
+        if problems_per_step <= 0:
+            raise ValueError(f"problems_per_step must be positive, got {problems_per_step}")
+        self.problems = list(problems)
+        self.problems_per_step = problems_per_step
+        self.seed = seed
+        self._orders: dict[int, np.ndarray] = {}
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            rng = np.random.default_rng([self.seed, epoch])
+            self._orders[epoch] = rng.permutation(len(self.problems))
+        return self._orders[epoch]
+
+    def position(self, step: int) -> int:
+        """How many problems the steps before ``step`` (0-based) consumed."""
+        return step * self.problems_per_step
+
+    def for_step(self, step: int) -> list[Problem]:
+        """The problems of 0-based step ``step``."""
+        size = len(self.problems)
+        chosen = []
+        for position in range(self.position(step), self.position(step + 1)):
+            epoch, index = divmod(position, size)
+            chosen.append(self.problems[int(self._order(epoch)[index])])
+        return chosen
+
+
+@dataclasses.dataclass
+class ProgramRollout:
+    """K sampled replies per problem, and the programs taken from them (host data).
+
+    ``problems[i]`` is the problem of row i (each problem repeated K times, consecutively);
+    ``group_ids[i]`` numbers the problem within the step, for GRPO / RLOO groups.
+    """
+
+    problems: list[Problem]
+    group_ids: np.ndarray            # [B] int32
+    rollout: Rollout                 # tokens, logprobs, masks, texts of the B replies
+    extracted: list[ExtractedCode | None]
+    truncated: np.ndarray            # [B] bool: the reply hit max_new_tokens without a stop
+
+
+def _truncated(rollout: Rollout, max_new_tokens: int, stop_ids: Sequence[int]) -> np.ndarray:
+    lengths = rollout.response_mask.sum(axis=1)
+    rows = np.arange(len(lengths))
+    last = rollout.response_tokens[rows, np.maximum(lengths - 1, 0)]
+    return (lengths >= max_new_tokens) & ~np.isin(last, np.asarray(list(stop_ids) or [-1]))
+
+
+def sample_programs(sampler, tokenizer, problems: Sequence[Problem], *, samples_per_problem: int,
+                    params: SamplingParams, rng, prompt_style: str,
+                    stop_ids: Sequence[int]) -> ProgramRollout:
+    """Samples ``samples_per_problem`` replies per problem and extracts their programs."""
+    repeated = [p for p in problems for _ in range(samples_per_problem)]
+    prompts = [build_prompt(p, tokenizer, style=prompt_style) for p in repeated]
+    rollout = sampler.generate(prompts, params, rng)
+    extracted = [extract_code(p, text, style=prompt_style) for p, text in zip(repeated, rollout.texts)]
+    group_ids = np.repeat(np.arange(len(problems), dtype=np.int32), samples_per_problem)
+    return ProgramRollout(repeated, group_ids, rollout, extracted,
+                          _truncated(rollout, params.max_new_tokens, stop_ids))
+
+
+def execution_request(problem: Problem, code: ExtractedCode, *, tests: str, limits: dict) -> ExecutionRequest:
+    """The sandbox request that judges ``code`` on ``problem``'s tests (``all``/``public``/``private``)."""
+    return ExecutionRequest(code=code.program, mode=problem.mode, tests=list(problem.tests(tests)),
+                            fn_name=problem.fn_name, limits=dict(limits))
+
+
+def execute_programs(client: SandboxClient, programs: ProgramRollout, *, tests: str,
+                     limits: dict) -> list[ExecutionResult | None]:
+    """Runs every extracted program on its problem's tests; None where the reply had no code."""
+    requests, rows = [], []
+    for row, (problem, code) in enumerate(zip(programs.problems, programs.extracted)):
+        if code is not None:
+            requests.append(execution_request(problem, code, tests=tests, limits=limits))
+            rows.append(row)
+    results: list[ExecutionResult | None] = [None] * len(programs.problems)
+    for row, result in zip(rows, client.execute_batch(requests)):
+        results[row] = result
+    return results
+
+
+@dataclasses.dataclass
+class ScoredSample:
+    """One judged program, as the PPO batch and the replay buffer need it (unpadded token lists)."""
+
+    prompt_tokens: np.ndarray        # [P_i] int32
+    response_tokens: np.ndarray      # [N_i] int32
+    token_rewards: np.ndarray        # [N_i] float32
+    group_id: int
+    passed: bool
+
+
+def score_rollout(programs: ProgramRollout, results: Sequence[ExecutionResult | None], tokenizer,
+                  reward_config: RewardConfig) -> tuple[list[ScoredSample], dict[str, float]]:
+    """Token rewards for every program the sandbox judged; infrastructure failures are dropped.
+
+    Returns the scored samples (in row order, dropped rows left out) and metrics: reward
+    components, error-class shares, pass rate, and ``samples/dropped_sandbox_error``.
+    """
+    rollout = programs.rollout
+    keep = [row for row, result in enumerate(results) if result is None or not result.infra_error]
+    dropped = len(results) - len(keep)
+    metrics: dict[str, float] = {"samples/dropped_sandbox_error": float(dropped),
+                                 "samples/total": float(len(results))}
+    if not keep:
+        return [], metrics
+    rows = np.asarray(keep)
+    token_rewards, parts = score_batch(
+        [results[r] for r in keep], [programs.extracted[r] for r in keep],
+        rollout.response_tokens[rows], rollout.response_mask[rows], programs.truncated[rows],
+        tokenizer, reward_config, texts=[rollout.texts[r] for r in keep])
+    samples = []
+    for i, row in enumerate(keep):
+        result = results[row]
+        n = int(rollout.response_mask[row].sum())
+        samples.append(ScoredSample(
+            prompt_tokens=rollout.prompt_tokens[row][rollout.prompt_mask[row]].astype(np.int32),
+            response_tokens=rollout.response_tokens[row, :n].astype(np.int32),
+            token_rewards=token_rewards[i, :n],
+            group_id=int(programs.group_ids[row]),
+            passed=result is not None and result.verdict == "pass",
+        ))
+    metrics.update(reward_metrics(parts))
+    metrics["samples/pass_rate"] = float(np.mean([s.passed for s in samples]))
+    metrics["samples/no_code"] = float(np.mean([programs.extracted[r] is None for r in keep]))
+    metrics["samples/truncated"] = float(np.mean(programs.truncated[rows]))
+    metrics["samples/response_tokens"] = float(np.mean([len(s.response_tokens) for s in samples]))
+    return samples, metrics
+
+
+class ReplayBuffer:
+    """A FIFO of the most recent scored groups (all samples of one problem at one step).
+
+    RLTF kept the newest 6,400 programs and trained on draws from them. Whole groups are kept
+    and drawn so that group advantages (GRPO / RLOO) stay meaningful for replayed samples.
+    """
+
+    def __init__(self, max_samples: int):
+        self.max_samples = max(1, max_samples)
+        self._groups: collections.deque[list[ScoredSample]] = collections.deque()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, samples: Sequence[ScoredSample]) -> None:
+        groups: dict[int, list[ScoredSample]] = {}
+        for sample in samples:
+            groups.setdefault(sample.group_id, []).append(sample)
+        for group in groups.values():
+            self._groups.append(group)
+            self._count += len(group)
+        while self._count > self.max_samples and len(self._groups) > 1:
+            self._count -= len(self._groups.popleft())
+
+    def draw(self, max_samples: int, rng: np.random.Generator, first_group_id: int) -> list[ScoredSample]:
+        """Whole groups drawn uniformly without replacement, at most ``max_samples`` samples.
+
+        The drawn samples get fresh group ids from ``first_group_id`` on, so they never share a
+        group with the current step's samples.
+        """
+        drawn: list[ScoredSample] = []
+        for offset, index in enumerate(rng.permutation(len(self._groups))):
+            group = self._groups[int(index)]
+            if len(drawn) + len(group) > max_samples:
+                continue
+            drawn.extend(dataclasses.replace(s, group_id=first_group_id + offset) for s in group)
+        return drawn
+
+
+def bucket_length(length: int, multiple: int = 64) -> int:
+    """Rounds a sequence length up to a multiple, so the jitted update compiles once per bucket."""
+    return max(multiple, -(-length // multiple) * multiple)
+
+
+def ppo_batch(samples: Sequence[ScoredSample], *, batch_size: int, pad_id: int,
+              length_multiple: int = 64) -> dict[str, np.ndarray]:
+    """Right-padded ``prompt ⧺ response`` arrays for the PPO step (docs/interfaces.md).
+
+    Rows past ``len(samples)`` (dropped samples) are padding with an all-False ``response_mask``,
+    so the batch shape (and the compiled update) stays the same whatever was dropped.
+
+    Returns:
+      tokens [B, T] int32, attention_mask [B, T] bool, response_mask [B, T] bool,
+      token_rewards [B, T] float32, group_ids [B] int32 (-1 on padding rows).
+    """
+    if len(samples) > batch_size:
+        raise ValueError(f"{len(samples)} samples do not fit a batch of {batch_size}")
+    longest = max((len(s.prompt_tokens) + len(s.response_tokens) for s in samples), default=1)
+    length = bucket_length(longest, length_multiple)
+    tokens = np.full((batch_size, length), pad_id, np.int32)
+    attention = np.zeros((batch_size, length), bool)
+    response = np.zeros((batch_size, length), bool)
+    rewards = np.zeros((batch_size, length), np.float32)
+    groups = np.full((batch_size,), -1, np.int32)
+    for row, sample in enumerate(samples):
+        p, n = len(sample.prompt_tokens), len(sample.response_tokens)
+        tokens[row, :p] = sample.prompt_tokens
+        tokens[row, p:p + n] = sample.response_tokens
+        attention[row, :p + n] = True
+        response[row, p:p + n] = True
+        rewards[row, p:p + n] = sample.token_rewards
+        groups[row] = sample.group_id
+    return {"tokens": tokens, "attention_mask": attention, "response_mask": response,
+            "token_rewards": rewards, "group_ids": groups}

@@ -1,0 +1,268 @@
+"""The Trainer: builds every part of a run from its config and drives the online RL loop.
+
+    problems ─▶ prompts ─▶ Sampler (jitted) ─▶ programs ─▶ sandbox (HTTP) ─▶ verdicts
+        ▲                                                                      │
+        │     checkpoint ◀─ PPO update (jitted) ◀─ token rewards ◀─────────────┘
+
+Resuming: step ``s`` draws its problems and its sampling key from ``(seed, s)`` alone, and the
+TrainState (policy, value, reference, optimizer, PPO key, KL coefficient) comes back from the
+checkpoint, so a resumed run repeats exactly what an uninterrupted one would have done
+(with ``rollout.overlap_execution`` the first resumed rollout is one update fresher).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from rltf_jax import loop, run_setup, sharding
+from rltf_jax.checkpoint import CheckpointOptions, Checkpointer, abstract_like
+from rltf_jax.data import load_problems
+from rltf_jax.metrics import MetricsLogger
+from rltf_jax.models import load_model
+from rltf_jax.ppo import PPOBatch, PPOConfig, init_train_state, make_update, train_state_shardings, update_kl_coef
+from rltf_jax.rewards import RewardConfig
+from rltf_jax.sandbox_client import SandboxClient, local_sandbox
+from rltf_jax.sampling import Sampler, SamplingParams
+
+_LOG = logging.getLogger("rltf_jax.trainer")
+SUMMARY_KEYS = ("reward/outcome", "samples/pass_rate", "kl/k3", "loss/policy")
+
+
+def model_identity(name: str, model_config) -> dict[str, Any]:
+    """What a checkpoint must match: the model's name and architecture (not its dtypes)."""
+    fields = dataclasses.asdict(model_config)
+    for numeric in ("dtype", "param_dtype"):
+        fields.pop(numeric, None)
+    return {"name": name, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items()}}
+
+
+class Trainer:
+    """One training run in ``workdir``; use as a context manager (it owns a sandbox and files)."""
+
+    def __init__(self, config, workdir: str, *, resume: bool = True):
+        self.config = config
+        self.workdir = os.path.abspath(workdir)
+        self.resume = resume
+        self._stack = contextlib.ExitStack()
+
+    # ------------------------------------------------------------------------------- set-up
+    def __enter__(self) -> "Trainer":
+        config = self.config
+        run_setup.initialize_distributed()
+        run_setup.watch_compiles()
+        os.makedirs(self.workdir, exist_ok=True)
+        self.is_main = jax.process_index() == 0
+        self.mesh = sharding.make_mesh(**_mesh_sizes(config.mesh))
+        self.loaded = load_model(config.model.name, dtype=config.model.dtype,
+                                 param_dtype=config.model.param_dtype, mesh=self.mesh)
+        self.tokenizer = self.loaded.tokenizer
+        self.ppo_config = PPOConfig(**config.ppo.to_dict())
+        self.reward_config = RewardConfig(**config.rewards.to_dict())
+        state, self.defs = init_train_state(self.loaded, self.ppo_config, seed=config.seed)
+        self.state = jax.device_put(state, train_state_shardings(state, self.mesh))
+        self.identity = model_identity(config.model.name, self.loaded.config)
+
+        self.checkpointer = Checkpointer(os.path.join(self.workdir, "checkpoints"), CheckpointOptions(
+            max_to_keep=config.checkpoint.max_to_keep, best_metric=config.checkpoint.best_metric or None,
+            async_save=config.checkpoint.async_save))
+        self._stack.callback(self.checkpointer.close)
+        self.start_step, self.history = 0, {}
+        if self.resume and self.checkpointer.latest_step() is not None:
+            self.state, meta = self.checkpointer.restore(abstract_like(self.state),
+                                                         expected_identity=self.identity)
+            self.start_step, self.history = int(meta["step"]), dict(meta.get("history", {}))
+            _LOG.info("resumed from %s at step %d", self.checkpointer.directory, self.start_step)
+
+        self.train_problems = load_problems(config.data.train)
+        self.heldout_problems = load_problems(config.data.heldout) if config.data.heldout else []
+        self.stream = loop.ProblemStream(self.train_problems, config.data.problems_per_step, config.seed)
+        self.buffer = loop.ReplayBuffer(config.buffer.size)
+        self.sampler = Sampler(self.loaded, mesh=self.mesh)
+        self.sampler.set_weights(self.state.policy)
+        self.update = make_update(self.defs, self.ppo_config, mesh=self.mesh, state=self.state)
+        self.client = self._sandbox_client()
+        self.logger = MetricsLogger(self.workdir, total_steps=config.total_steps, start_step=self.start_step,
+                                    enabled=self.is_main, progress=config.log.progress)
+        self._stack.callback(self.logger.close)
+        if self.is_main:
+            with open(os.path.join(self.workdir, "config.json"), "w", encoding="utf-8") as handle:
+                handle.write(config.to_json(indent=2))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def _sandbox_client(self) -> SandboxClient:
+        sandbox = self.config.sandbox
+        urls = [u.strip() for u in sandbox.url.split(",") if u.strip()]
+        if not urls:
+            urls = [self._stack.enter_context(local_sandbox(workers=sandbox.workers))]
+        return SandboxClient(urls, max_retries=sandbox.max_retries)
+
+    # --------------------------------------------------------------------------------- parts
+    @property
+    def limits(self) -> dict:
+        return {"timeout_s": self.config.sandbox.timeout_s, "memory_mb": self.config.sandbox.memory_mb}
+
+    def sampling_params(self) -> SamplingParams:
+        rollout = self.config.rollout
+        return SamplingParams(max_new_tokens=rollout.max_new_tokens, temperature=rollout.temperature,
+                              top_p=rollout.top_p, top_k=rollout.top_k)
+
+    def step_key(self, step: int) -> jax.Array:
+        return jax.random.fold_in(jax.random.key(self.config.seed), step)
+
+    def generate(self, step: int) -> loop.ProgramRollout:
+        return loop.sample_programs(
+            self.sampler, self.tokenizer, self.stream.for_step(step),
+            samples_per_problem=self.config.rollout.samples_per_problem, params=self.sampling_params(),
+            rng=self.step_key(step), prompt_style=self.config.data.prompt_style,
+            stop_ids=self.loaded.config.eos_token_ids)
+
+    def execute(self, programs: loop.ProgramRollout):
+        return loop.execute_programs(self.client, programs, tests=self.config.data.tests, limits=self.limits)
+
+    def evaluate_heldout(self, label: str) -> dict[str, float]:
+        """Greedy pass@1 on the held-out problems (the first ``eval.max_problems`` if set)."""
+        problems = self.heldout_problems
+        if self.config.eval.max_problems:
+            problems = problems[: self.config.eval.max_problems]
+        if not problems:
+            return {}
+        params = SamplingParams(max_new_tokens=self.config.eval.max_new_tokens, greedy=True)
+        passed, batch = 0, self.config.eval.batch_size
+        for start in range(0, len(problems), batch):
+            chunk = problems[start:start + batch]
+            programs = loop.sample_programs(
+                self.sampler, self.tokenizer, chunk, samples_per_problem=1, params=params,
+                rng=jax.random.key(0), prompt_style=self.config.data.prompt_style,
+                stop_ids=self.loaded.config.eos_token_ids)
+            results = loop.execute_programs(self.client, programs, tests="all", limits=self.limits)
+            passed += sum(r is not None and r.verdict == "pass" for r in results)
+        result = {"heldout/pass@1": passed / len(problems), "heldout/problems": float(len(problems))}
+        self.logger.log_event(f"eval_{label}", result)
+        return result
+
+    def checkpoint(self, step: int, metrics: dict | None = None, *, force: bool = False) -> None:
+        meta = {"step": step, "model_identity": self.identity, "history": self.history,
+                "data_position": self.stream.position(step), "config": json.loads(self.config.to_json())}
+        self.checkpointer.save(step, self.state, meta, metrics=metrics, force=force)
+
+    # ---------------------------------------------------------------------------------- loop
+    def train_step(self, step: int, programs: loop.ProgramRollout, results) -> dict[str, float]:
+        """Scores one executed rollout and applies one PPO update; returns the step's metrics."""
+        config = self.config
+        t0 = time.perf_counter()
+        samples, metrics = loop.score_rollout(programs, results, self.tokenizer, self.reward_config)
+        rows = config.data.problems_per_step * config.rollout.samples_per_problem
+        replayed = []
+        if config.buffer.replay_samples:
+            replayed = self.buffer.draw(config.buffer.replay_samples, np.random.default_rng([config.seed, step]),
+                                        first_group_id=config.data.problems_per_step)
+        self.buffer.add(samples)
+        batch = loop.ppo_batch(samples + replayed, batch_size=rows + config.buffer.replay_samples,
+                               pad_id=self.pad_id)
+        t1 = time.perf_counter()
+        self.state, update_metrics = self.update(self.state, PPOBatch(**batch))
+        update_metrics = jax.device_get(update_metrics)
+        t2 = time.perf_counter()
+        if self.ppo_config.adaptive_kl:
+            self.state = update_kl_coef(self.state, float(update_metrics["kl/seq_k1"]), rows,
+                                        self.ppo_config)
+        self.sampler.set_weights(self.state.policy)
+        metrics.update({k: float(v) for k, v in update_metrics.items()})
+        metrics.update({"time/score_s": t1 - t0, "time/update_s": t2 - t1,
+                        "samples/replayed": float(len(replayed))})
+        return metrics
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else self.loaded.config.eos_token_ids[0])
+
+    def run(self) -> dict:
+        """Trains to ``config.total_steps``; the first Ctrl-C stops at the end of the current step
+        with a checkpoint (a second one interrupts at once)."""
+        config = self.config
+        if self.start_step == 0 and config.eval.before_and_after and "before" not in self.history:
+            self.history["before"] = self.evaluate_heldout("before")
+        step = self.start_step
+        with _stop_on_sigint() as stop_requested, concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="sandbox") as pool:
+            pending = self.generate(step) if step < config.total_steps else None
+            while step < config.total_steps and not stop_requested():
+                t0 = time.perf_counter()
+                execution = pool.submit(self.execute, pending)
+                upcoming = None
+                if config.rollout.overlap_execution and step + 1 < config.total_steps:
+                    upcoming = self.generate(step + 1)  # runs while the sandbox judges `pending`
+                t1 = time.perf_counter()
+                results = execution.result()
+                t2 = time.perf_counter()
+                metrics = self.train_step(step, pending, results)
+                step += 1
+                if config.eval.every and step % config.eval.every == 0 and step < config.total_steps:
+                    metrics.update(self.evaluate_heldout(f"step_{step}"))
+                if step % config.checkpoint.every == 0 and step < config.total_steps:
+                    self.checkpoint(step)
+                metrics.update({"time/overlapped_generate_s": t1 - t0, "time/execute_wait_s": t2 - t1,
+                                "time/step_s": time.perf_counter() - t0, **run_setup.compile_stats()})
+                self.logger.log(step, metrics, summary_keys=SUMMARY_KEYS)
+                if upcoming is None and step < config.total_steps and not stop_requested():
+                    upcoming = self.generate(step)
+                pending = upcoming
+            interrupted = step < config.total_steps
+        if interrupted:
+            _LOG.warning("stopped by Ctrl-C after step %d: checkpoint saved", step)
+            self.logger.log_event("interrupted", {"step": step})
+        elif config.eval.before_and_after and self.history.get("after", {}).get("step") != step:
+            self.history["after"] = {"step": step, **self.evaluate_heldout("after")}
+        final_metrics = {k: v for k, v in self.history.get("after", {}).items() if k != "step"}
+        self.checkpoint(step, final_metrics if not interrupted and final_metrics else None, force=True)
+        self.checkpointer.wait()
+        summary = {"step": step, "workdir": self.workdir, "interrupted": interrupted,
+                   "heldout_pass@1_before": self.history.get("before", {}).get("heldout/pass@1"),
+                   "heldout_pass@1_after": self.history.get("after", {}).get("heldout/pass@1")}
+        if self.is_main:
+            with open(os.path.join(self.workdir, "summary.json"), "w", encoding="utf-8") as handle:
+                json.dump(summary, handle, indent=2)
+        return summary
+
+
+@contextlib.contextmanager
+def _stop_on_sigint():
+    """Yields a ``stop_requested()`` callable; the first SIGINT sets it, a second one raises."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+
+    def handler(signum, frame):
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        _LOG.warning("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _mesh_sizes(mesh_config) -> dict[str, int | None]:
+    """The config's mesh block (-1: every remaining device) as make_mesh arguments."""
+    sizes = {axis: int(mesh_config[axis]) for axis in ("data", "fsdp", "tensor")}
+    return {axis: (None if size == -1 else size) for axis, size in sizes.items()}

@@ -1,0 +1,71 @@
+"""Host-side loop pieces: the problem stream, the replay buffer, PPO batch building, scoring."""
+
+import numpy as np
+import pytest
+
+from rltf_jax import loop
+from rltf_jax.data import load_problems
+
+
+@pytest.fixture(scope="module")
+def starter_train():
+    return load_problems("starter:train")
+
+
+def test_problem_stream_is_a_pure_function_of_the_step(starter_train):
+    stream = loop.ProblemStream(starter_train, problems_per_step=7, seed=3)
+    again = loop.ProblemStream(starter_train, problems_per_step=7, seed=3)
+    assert [p.id for p in stream.for_step(5)] == [p.id for p in again.for_step(5)]
+    other_seed = loop.ProblemStream(starter_train, problems_per_step=7, seed=4)
+    assert [p.id for p in stream.for_step(0)] != [p.id for p in other_seed.for_step(0)]
+
+
+def test_problem_stream_covers_each_problem_once_per_epoch(starter_train):
+    size = len(starter_train)
+    stream = loop.ProblemStream(starter_train, problems_per_step=1, seed=0)
+    first_epoch = [stream.for_step(s)[0].id for s in range(size)]
+    assert sorted(first_epoch) == sorted(p.id for p in starter_train)
+    second_epoch = [stream.for_step(s)[0].id for s in range(size, 2 * size)]
+    assert sorted(second_epoch) == sorted(first_epoch) and second_epoch != first_epoch
+    assert stream.position(3) == 3
+
+
+def test_problem_stream_rejects_empty_sets():
+    with pytest.raises(ValueError, match="empty"):
+        loop.ProblemStream([], problems_per_step=1, seed=0)
+
+
+def _sample(group, prompt_len=3, response_len=2, passed=False):
+    return loop.ScoredSample(prompt_tokens=np.arange(1, prompt_len + 1, dtype=np.int32),
+                             response_tokens=np.arange(10, 10 + response_len, dtype=np.int32),
+                             token_rewards=np.linspace(-1, 1, response_len).astype(np.float32),
+                             group_id=group, passed=passed)
+
+
+def test_ppo_batch_layout_and_padding_rows():
+    samples = [_sample(0, 3, 2), _sample(0, 2, 4), _sample(1, 5, 1)]
+    batch = loop.ppo_batch(samples, batch_size=4, pad_id=0, length_multiple=8)
+    assert batch["tokens"].shape == (4, 8)
+    np.testing.assert_array_equal(batch["tokens"][0], [1, 2, 3, 10, 11, 0, 0, 0])
+    np.testing.assert_array_equal(batch["response_mask"][1], [0, 0, 1, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(batch["attention_mask"][2], [1] * 6 + [0, 0])
+    np.testing.assert_allclose(batch["token_rewards"][0, 3:5], [-1, 1])
+    assert not batch["response_mask"][3].any() and not batch["attention_mask"][3].any()
+    np.testing.assert_array_equal(batch["group_ids"], [0, 0, 1, -1])
+    with pytest.raises(ValueError, match="do not fit"):
+        loop.ppo_batch(samples, batch_size=2, pad_id=0)
+
+
+def test_bucket_length_rounds_up():
+    assert loop.bucket_length(1) == 64 and loop.bucket_length(64) == 64 and loop.bucket_length(65) == 128
+
+
+def test_replay_buffer_keeps_whole_recent_groups():
+    buffer = loop.ReplayBuffer(max_samples=6)
+    buffer.add([_sample(0), _sample(0), _sample(1), _sample(1)])
+    buffer.add([_sample(0), _sample(0), _sample(1), _sample(1)])
+    assert len(buffer) == 6  # the oldest group of two was dropped
+    drawn = buffer.draw(4, np.random.default_rng(0), first_group_id=10)
+    assert len(drawn) == 4
+    groups = [s.group_id for s in drawn]
+    assert all(g >= 10 for g in groups) and all(groups.count(g) == 2 for g in set(groups))
