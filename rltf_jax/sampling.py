@@ -141,8 +141,12 @@ def _generate(graphdef, state, prompt_tokens, prompt_mask, row_active, eos_ids, 
 class Sampler:
     """Generates from a LoadedModel; weights can be swapped after each PPO update (`set_weights`)."""
 
-    def __init__(self, loaded, *, mesh=None, cache_dtype=None, min_prompt_bucket: int = 16,
-                 min_new_bucket: int = 16):
+    def __init__(self, loaded, *, mesh=None, cache_dtype=None, eos_token_ids: Sequence[int] | None = None,
+                 min_prompt_bucket: int = 16, min_new_bucket: int = 16):
+        """loaded: a LoadedModel; mesh: run sharded (params per their logical axes, rows over
+        ("data", "fsdp")); cache_dtype: KV-cache dtype (default: the compute dtype); eos_token_ids: stop
+        tokens (default: the config's and the tokenizer's EOS; () = never stop early, for benchmarks);
+        min_*_bucket: smallest prompt / new-token bucket."""
         self.tokenizer = loaded.tokenizer
         if self.tokenizer is None:
             raise ValueError(f"model {loaded.name!r} has no tokenizer; the sampler needs one")
@@ -151,14 +155,17 @@ class Sampler:
         self.cache_dtype = cache_dtype or loaded.config.compute_dtype
         self.min_prompt_bucket, self.min_new_bucket = min_prompt_bucket, min_new_bucket
         self.graphdef, state = nnx.split(loaded.model)
-        eos = set(loaded.config.eos_token_ids)
-        if self.tokenizer.eos_token_id is not None:
-            eos.add(int(self.tokenizer.eos_token_id))
-        if not eos:
-            raise ValueError("no EOS token: neither the config nor the tokenizer names one")
-        self.eos_ids = np.asarray(sorted(eos), np.int32)
+        if eos_token_ids is None:
+            eos = set(loaded.config.eos_token_ids)
+            if self.tokenizer.eos_token_id is not None:
+                eos.add(int(self.tokenizer.eos_token_id))
+            if not eos:
+                raise ValueError("no EOS token: neither the config nor the tokenizer names one")
+        else:
+            eos = set(eos_token_ids)
+        self.eos_ids = np.asarray(sorted(eos) or [-1], np.int32)  # -1 matches no token
         pad = self.tokenizer.pad_token_id
-        self.pad_id = int(pad if pad is not None else self.eos_ids[0])
+        self.pad_id = int(pad if pad is not None else max(int(self.eos_ids[0]), 0))
         self.compiled_buckets: dict[tuple, float] = {}  # bucket key -> compile+first-run seconds
         self._state_shardings = None
         self._batch_sharding = None

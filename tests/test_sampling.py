@@ -1,0 +1,143 @@
+"""Sampler: rollout layout, logprobs vs a teacher-forced forward, EOS / stop strings, buckets, filters."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from rltf_jax.models import load_model
+from rltf_jax.sampling import Rollout, Sampler, SamplingParams, bucket_size, sample_tokens
+
+PROMPTS = ["def add(a, b):", "Write a haiku about unit tests and the joy they bring"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model("tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def sampler(tiny):
+    return Sampler(tiny)
+
+
+def _teacher_forced_logprobs(loaded, rollout: Rollout, row: int, temperature: float = 1.0) -> np.ndarray:
+    """log p(response token) from one training-path forward over prompt ⧺ response."""
+    pm, rm = rollout.prompt_mask[row], rollout.response_mask[row]
+    tokens = np.concatenate([rollout.prompt_tokens[row][pm], rollout.response_tokens[row][rm]])
+    t = len(tokens)
+    logits, _, _ = loaded.model(jnp.asarray(tokens)[None], jnp.arange(t)[None], jnp.ones((1, t), bool))
+    logp = jax.nn.log_softmax(np.asarray(logits[0]) / temperature, axis=-1)
+    n_prompt = int(pm.sum())
+    idx = np.arange(n_prompt - 1, t - 1)
+    return np.asarray(logp)[idx, tokens[n_prompt:]]
+
+
+def test_rollout_layout_and_greedy_logprobs_match_a_full_forward(tiny, sampler):
+    r = sampler.generate(PROMPTS, SamplingParams(max_new_tokens=12, greedy=True), jax.random.key(0))
+    assert r.prompt_tokens.dtype == np.int32 and r.prompt_mask.dtype == bool
+    assert r.response_tokens.shape == r.response_logprobs.shape == r.response_mask.shape == (2, 12)
+    assert r.response_logprobs.dtype == np.float32 and len(r.texts) == 2
+    lengths = r.prompt_mask.sum(1)
+    assert lengths[0] < lengths[1] and not r.prompt_mask[0, 0] and r.prompt_mask[:, -1].all()  # left-padded
+    for row in range(2):
+        m = r.response_mask[row]
+        assert m[0] and (np.diff(m.astype(int)) <= 0).all()  # a prefix
+        ref = _teacher_forced_logprobs(tiny, r, row)
+        np.testing.assert_allclose(r.response_logprobs[row][m], ref, atol=1e-4)
+        assert r.texts[row] == tiny.tokenizer.decode(r.response_tokens[row][m], skip_special_tokens=True)
+
+
+def test_temperature_logprobs_are_under_the_tempered_distribution(tiny, sampler):
+    r = sampler.generate(PROMPTS[:1], SamplingParams(max_new_tokens=8, temperature=0.7), jax.random.key(3))
+    ref = _teacher_forced_logprobs(tiny, r, 0, temperature=0.7)
+    np.testing.assert_allclose(r.response_logprobs[0][r.response_mask[0]], ref, atol=1e-4)
+
+
+def test_same_key_same_sample_different_key_differs(sampler):
+    params = SamplingParams(max_new_tokens=16, temperature=1.0)
+    a = sampler.generate(PROMPTS, params, jax.random.key(1))
+    b = sampler.generate(PROMPTS, params, jax.random.key(1))
+    c = sampler.generate(PROMPTS, params, jax.random.key(2))
+    np.testing.assert_array_equal(a.response_tokens, b.response_tokens)
+    assert not np.array_equal(a.response_tokens, c.response_tokens)
+
+
+def test_top_k_1_is_greedy(sampler):
+    greedy = sampler.generate(PROMPTS, SamplingParams(max_new_tokens=10, greedy=True), jax.random.key(0))
+    top1 = sampler.generate(PROMPTS, SamplingParams(max_new_tokens=10, top_k=1), jax.random.key(5))
+    np.testing.assert_array_equal(greedy.response_tokens, top1.response_tokens)
+    np.testing.assert_allclose(top1.response_logprobs[top1.response_mask], 0.0, atol=1e-6)  # renormalised
+
+
+def test_eos_stops_a_row_and_the_mask_includes_it(tiny):
+    free = Sampler(tiny).generate(PROMPTS, SamplingParams(max_new_tokens=10, greedy=True), jax.random.key(0))
+    eos = int(free.response_tokens[0, 3])
+    first = int(np.argmax(free.response_tokens[0] == eos))  # may occur before index 3
+    r = Sampler(tiny, eos_token_ids=(eos,)).generate(PROMPTS, SamplingParams(max_new_tokens=10, greedy=True),
+                                                    jax.random.key(0))
+    assert r.response_mask[0].sum() == first + 1 and r.response_tokens[0, first] == eos
+    np.testing.assert_array_equal(r.response_tokens[0, : first + 1], free.response_tokens[0, : first + 1])
+    assert (r.response_logprobs[0, first + 1:] == 0).all()
+
+
+def test_stop_string_cuts_text_and_mask(tiny, sampler):
+    params = SamplingParams(max_new_tokens=24, greedy=True)
+    free = sampler.generate(PROMPTS[:1], params, jax.random.key(0))
+    text = free.texts[0]
+    assert len(text) > 12
+    stop = text[6:10]
+    start = text.find(stop)
+    cut = sampler.generate(PROMPTS[:1], SamplingParams(24, greedy=True, stop_strings=(stop,)), jax.random.key(0))
+    assert cut.texts[0] == text[:start]
+    kept = int(cut.response_mask[0].sum())
+    decode = lambda n: tiny.tokenizer.decode(free.response_tokens[0][:n], skip_special_tokens=True)
+    assert stop in decode(kept) and stop not in decode(kept - 1)
+    assert (cut.response_tokens[0, kept:] == sampler.pad_id).all()
+
+
+def test_one_compile_per_bucket(tiny):
+    s = Sampler(tiny)
+    params = SamplingParams(max_new_tokens=5, greedy=True)
+    s.generate(["a b c"], params, jax.random.key(0))
+    s.generate(["a b c d e f g"], SamplingParams(max_new_tokens=9, greedy=True), jax.random.key(0))
+    assert len(s.compiled_buckets) == 1  # prompt 16, new 16, batch 1
+    s.generate(["x"] * 3, params, jax.random.key(0))
+    assert len(s.compiled_buckets) == 2  # batch bucket 4
+
+
+def test_set_weights_changes_the_policy(tiny):
+    s = Sampler(tiny)
+    params = SamplingParams(max_new_tokens=6, greedy=True)
+    before = s.generate(PROMPTS, params, jax.random.key(0))
+    state = jax.tree.map(lambda x: x, nnx.state(tiny.model))
+    state["final_norm"][...] = -state["final_norm"][...]  # negated logits: a different policy
+    s.set_weights(state)
+    after = s.generate(PROMPTS, params, jax.random.key(0))
+    assert not np.array_equal(before.response_tokens, after.response_tokens)
+    assert len(s.compiled_buckets) == 1  # same graphdef and shapes: no recompile
+
+
+def test_top_p_samples_only_the_nucleus_and_renormalises():
+    probs = np.array([0.5, 0.3, 0.15, 0.05], np.float32)
+    logits = jnp.log(jnp.asarray(probs))[None].repeat(512, 0)
+    keys = jax.random.split(jax.random.key(0), 512)
+    toks, lps = jax.vmap(lambda k, l: sample_tokens(l[None], k, 1.0, 0.7, greedy=False, top_k=0,
+                                                    use_top_p=True))(keys, logits)
+    toks, lps = np.asarray(toks)[:, 0], np.asarray(lps)[:, 0]
+    assert set(toks) == {0, 1}  # 0.5 + 0.3 >= 0.7: the nucleus is the two most likely tokens
+    np.testing.assert_allclose(lps[toks == 0], np.log(0.5 / 0.8), atol=1e-5)
+    np.testing.assert_allclose(lps[toks == 1], np.log(0.3 / 0.8), atol=1e-5)
+    assert 0.5 < (toks == 0).mean() < 0.75
+
+
+def test_bucket_sizes_and_bad_params():
+    assert [bucket_size(n) for n in (1, 16, 17, 100)] == [16, 16, 32, 128]
+    assert bucket_size(3, 1) == 4
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingParams(4, temperature=0.0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        SamplingParams(0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(4, top_p=0.0)
