@@ -167,26 +167,23 @@ def _kill_namespace() -> None:
             return
 
 
-def _enter_child(job: dict, config: dict, pipes: dict) -> None:
-    """In the forked child: wire fds, limits, drop privileges (runs as root until setuid)."""
-    limits = job["limits"]
+def _drop_privileges(config: dict, pipes: dict) -> None:
+    """In a new child, before it knows its job: fds 0-5, session, static rlimits, uid, seccomp.
+
+    fd 0 /dev/null, 1 stdout pipe, 2 stderr pipe, 3 result pipe, 4 ack pipe, 5 job pipe.
+    """
     os.setsid()
     sources = {"in": os.open("/dev/null", os.O_RDONLY), **pipes}
     high = {name: fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for name, fd in sources.items()}
-    for target, name in enumerate(("in", "out", "err", "res", "ack")):
+    for target, name in enumerate(("in", "out", "err", "res", "ack", "job")):
         os.dup2(high[name], target)
-    os.closerange(5, 1 << 16)
+    os.closerange(6, 1 << 16)
     with open("/proc/self/oom_score_adj", "w") as f:
         f.write("1000")
-    os.chdir("/tmp")
     os.umask(0o077)
-    memory = int(limits["memory_mb"]) * 1024 * 1024
-    cpu_s = int(limits["timeout_s"] * (len(job["tests"]) + 1)) + 1
-    tmp_bytes = int(config["tmp_mb"]) * 1024 * 1024
-    for which, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu_s),
-                         (resource.RLIMIT_NPROC, NPROC_LIMIT), (resource.RLIMIT_CORE, 0),
-                         (resource.RLIMIT_FSIZE, tmp_bytes),
-                         (resource.RLIMIT_NOFILE, NOFILE_LIMIT)):
+    for which, value in ((resource.RLIMIT_NPROC, NPROC_LIMIT), (resource.RLIMIT_CORE, 0),
+                         (resource.RLIMIT_NOFILE, NOFILE_LIMIT),
+                         (resource.RLIMIT_FSIZE, int(config["tmp_mb"]) * 1024 * 1024)):
         resource.setrlimit(which, (value, value))
     uid = int(config["uid"])
     os.setgroups([])
@@ -194,6 +191,79 @@ def _enter_child(job: dict, config: dict, pipes: dict) -> None:
     os.setresuid(uid, uid, uid)
     linux.set_no_new_privs()
     seccomp.install()
+
+
+def _apply_job_limits(job: dict) -> None:
+    """Once the job is known (unprivileged now, so limits can only be lowered)."""
+    limits = job["limits"]
+    memory = int(limits["memory_mb"]) * 1024 * 1024
+    cpu_s = int(limits["timeout_s"] * (len(job["tests"]) + 1)) + 1
+    for which, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu_s)):
+        resource.setrlimit(which, (value, value))
+    os.chdir("/tmp")  # the run's tmpfs, mounted by the zygote before it sent the job
+
+
+def _receive_job(fd: int) -> dict:
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            os._exit(0)  # the zygote went away or retired this spare
+        data += chunk
+    os.close(fd)
+    return json.loads(data)
+
+
+class _Child:
+    """A forked, already unprivileged child waiting on its job pipe, and the zygote's ends."""
+
+    def __init__(self, config: dict, scrub_job: dict | None = None):
+        res_r, res_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        ack_r, ack_w = os.pipe()
+        job_r, job_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for fd in (res_r, out_r, err_r, ack_w, job_w):
+                    os.close(fd)
+                if scrub_job is not None:  # forked during a run: drop that run's answers
+                    _scrub_expected(scrub_job)
+                _drop_privileges(config, {"out": out_w, "err": err_w, "res": res_w,
+                                          "ack": ack_r, "job": job_r})
+                message = _receive_job(5)
+                job, start, nonce = message["job"], message["start"], message["nonce"]
+                del message
+                _apply_job_limits(job)
+                harness.child_main(job, start, 3, 4, nonce)
+            finally:
+                os._exit(127)
+        for fd in (res_w, out_w, err_w, ack_r, job_r):
+            os.close(fd)
+        self.pid = pid
+        self.res_r, self.out_r, self.err_r, self.ack_w, self.job_w = res_r, out_r, err_r, ack_w, job_w
+
+    def alive(self) -> bool:
+        try:
+            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:
+            return False
+
+    def send(self, message: bytes) -> None:
+        try:
+            view = memoryview(message)
+            while view:
+                view = view[os.write(self.job_w, view):]
+        except BrokenPipeError:
+            pass  # it died; supervision reports how
+        os.close(self.job_w)
+        self.job_w = -1
+
+    def close(self) -> None:
+        for fd in (self.res_r, self.out_r, self.err_r, self.ack_w, self.job_w):
+            if fd >= 0:
+                os.close(fd)
 
 
 def _scrub_expected(job: dict) -> dict:
@@ -211,8 +281,12 @@ def _scrub_expected(job: dict) -> dict:
 class _Run:
     """State of one job: records per test, the current child, clocks and captures."""
 
-    def __init__(self, job: dict, config: dict, cgroup: _Cgroup):
+    def __init__(self, job: dict, config: dict, cgroup: _Cgroup, spare: _Child | None = None):
         self.job = job
+        self.spare = spare
+        self.child_job = {**job, "tests": [
+            {k: v for k, v in t.items() if k not in ("expected", "expected_stdout")}
+            for t in job["tests"]]}
         self.config = config
         self.cgroup = cgroup
         self.tests = job["tests"]
@@ -256,36 +330,26 @@ class _Run:
 
     # -- one child process, running tests from `start` -----------------------------------
     def run_child(self, start: int) -> tuple[str, int | None]:
-        """Fork a child for tests[start:] (one test in stdio mode) and supervise it.
+        """Run tests[start:] (one test in stdio mode) in the spare child or a new one.
 
         Returns (how it ended, index of the test it died in or None): ended is "done" (every
         test it was given has a record), "load_failed" (records filled for all remaining
         tests), "stopped" (stop_on_first_failure), or "died" (the test at the index has a
         record; continue after it).
         """
-        res_r, res_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        ack_r, ack_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child
-            try:
-                for fd in (res_r, out_r, err_r, ack_w):
-                    os.close(fd)
-                _scrub_expected(self.job)
-                _enter_child(self.job, self.config,
-                             {"res": res_w, "out": out_w, "err": err_w, "ack": ack_r})
-                harness.child_main(self.job, start, 3, 4, self.nonce)
-            finally:
-                os._exit(127)
-        for fd in (res_w, out_w, err_w, ack_r):
-            os.close(fd)
+        child, self.spare = self.spare, None
+        if child is None or not child.alive():
+            if child is not None:
+                child.close()
+            child = _Child(self.config, scrub_job=self.job)
+        message = {"job": self.child_job, "start": start, "nonce": self.nonce}
+        child.send(json.dumps(message).encode() + b"\n")
         try:
-            return self._supervise(pid, start, res_r, out_r, err_r, ack_w)
+            return self._supervise(child.pid, start, child.res_r, child.out_r, child.err_r,
+                                   child.ack_w)
         finally:
             _kill_namespace()
-            for fd in (res_r, out_r, err_r, ack_w):
-                os.close(fd)
+            child.close()
 
     def _supervise(self, pid: int, start: int, res_r: int, out_r: int, err_r: int,
                    ack_w: int):
@@ -513,20 +577,30 @@ def _serve(config: dict) -> None:
     stdout.write(b'{"ready": true}\n')
     stdout.flush()
     while True:
+        # Fork ahead: the next job's first child exists (unprivileged, seccomp on) before the
+        # job is read, so its memory never held that job's expected outputs.
+        spare = _Child(config)
         line = stdin.readline()
         if not line:
+            spare.close()
             return
         job = json.loads(line)
-        del line  # only the parsed dicts hold expected values (scrubbed in each child)
+        del line  # only the parsed dicts hold expected values (scrubbed in later children)
         memory = int(job["limits"]["memory_mb"]) * 1024 * 1024
         cgroup.set_memory_limit(memory + (tmp_mb + 96) * 1024 * 1024)
+        run = _Run(job, config, cgroup, spare)
+        del spare
         try:
-            records = _Run(job, config, cgroup).run()  # every child is killed and reaped
+            records = run.run()  # every child is killed and reaped
         finally:
+            if run.spare is not None:
+                run.spare.close()
+            _kill_namespace()
             _mount_fresh_tmp(tmp_mb, replace=True)  # nothing a run wrote survives it
-        del job
+        del job, run
         stdout.write(json.dumps({"tests": records}).encode() + b"\n")
         stdout.flush()
+        del records
 
 
 def main() -> None:
