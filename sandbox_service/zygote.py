@@ -1,35 +1,33 @@
 """The jailed fork server: PID 1 of its own PID/net/mount/IPC/UTS namespaces.
 
 Started by ``pool.py`` as ``unshare --pid --fork --kill-child --net --mount --mount-proc --ipc
---uts python -I -m sandbox_service.zygote CONFIG_JSON`` with a scrubbed environment. At start
-it joins its cgroups, mounts empty root-owned tmpfs over the world-writable directories and
-makes ``/`` read-only. Then, per job read from stdin (one JSON line), it:
+--uts python -E -s -m sandbox_service.zygote CONFIG_JSON`` with a scrubbed environment. At start
+it joins its cgroups and locks the filesystem (``jail.py``). Then, per job read from stdin (one
+JSON line), it:
 
-  1. mounts a fresh size-limited tmpfs on /tmp (the only writable place, gone after the run);
-  2. forks a child that drops to the slot's unprivileged uid (no capabilities, no_new_privs,
-     rlimits AS/CPU/NPROC/FSIZE/NOFILE/CORE=0, new session) and runs ``harness.child_main``;
-  3. supervises it from outside: drains stdout/stderr concurrently with caps, reads the
+  1. hands the job's inputs to a child forked ahead of time (``child.py``: unprivileged uid, no
+     capabilities, no_new_privs, seccomp, rlimits, new session) that runs ``harness.child_main``;
+  2. supervises it from outside: drains stdout/stderr concurrently with caps, reads the
      nonce-tagged result fd, enforces each test's wall timeout, and judges each test
      (``judge.py``) on JSON data; a child that dies mid-test is replaced to continue with the
      next test;
-  4. kills every other process of the namespace (``kill(-1, SIGKILL)`` from PID 1) and
-     unmounts /tmp.
+  3. kills every other process of the namespace (``kill(-1, SIGKILL)`` from PID 1) and gives
+     /tmp a fresh size-limited tmpfs (the only writable place; nothing survives a run).
 It answers with one JSON line ``{"tests": [TestRecord, ...]}`` on stdout.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import resource
 import secrets
 import selectors
 import signal
 import sys
 import time
 
-from sandbox_service import harness, judge, linux, seccomp
+from sandbox_service import harness, judge, jail
+from sandbox_service.child import Child
 
 # Modules a typical solution imports, loaded once here so each forked child has them warm.
 _WARM_MODULES = ("collections", "itertools", "functools", "math", "heapq", "bisect", "re",
@@ -38,9 +36,6 @@ _WARM_MODULES = ("collections", "itertools", "functools", "math", "heapq", "bise
 
 OUTPUT_CEILING_BYTES = 32 * 1024 * 1024  # drained (and counted) past the cap, then killed
 RESULT_LINE_MAX_BYTES = harness.MAX_VALUE_CHARS + 1024 * 1024
-NPROC_LIMIT = 64
-NOFILE_LIMIT = 64
-_EMPTY_ROOT_OWNED = ("/var/tmp", "/run/lock", "/dev/shm", "/dev/mqueue")
 
 
 def _warm_up() -> None:
@@ -49,89 +44,6 @@ def _warm_up() -> None:
             __import__(name)
         except ImportError:
             pass
-
-
-def _join_cgroups(config: dict) -> None:
-    for path in config.get("cgroups", {}).values():
-        if path:
-            with open(os.path.join(path, "cgroup.procs"), "w") as f:
-                f.write("0")
-    try:  # the OOM killer should take the program, never the zygote (needs CAP_SYS_RESOURCE)
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("-1000")
-    except OSError:
-        pass
-
-
-def _closed_ancestor(path: str) -> str | None:
-    """The highest ancestor of `path` that other users cannot traverse (e.g. /root), or None."""
-    parts = os.path.abspath(path).split("/")[1:]
-    for depth in range(1, len(parts) + 1):
-        ancestor = "/" + "/".join(parts[:depth])
-        if not os.stat(ancestor).st_mode & 0o001:
-            return ancestor
-    return None
-
-
-def _expose_interpreter() -> None:
-    """Let the unprivileged child import the stdlib when Python lives in a closed home dir.
-
-    An empty tmpfs is mounted over the closed directory (hiding everything else in it, such
-    as root's home) and only the interpreter's prefix is bind-mounted back at its own path.
-    """
-    for prefix in dict.fromkeys((sys.base_prefix, sys.prefix)):
-        closed = _closed_ancestor(prefix)
-        if closed is None:
-            continue
-        staging = "/tmp/.prefix"
-        os.makedirs(staging, exist_ok=True)
-        linux.mount(prefix, staging, None, linux.MS_BIND | linux.MS_REC)
-        linux.mount("tmpfs", closed, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                    "size=64k,nr_inodes=256,mode=0755")
-        os.makedirs(prefix, exist_ok=True)
-        linux.mount(staging, prefix, None, linux.MS_MOVE)
-        linux.mount(None, prefix, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
-        os.rmdir(staging)
-
-
-def _lock_filesystem() -> None:
-    """Root read-only; world-writable dirs replaced by empty root-owned tmpfs; /tmp per run."""
-    linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                "size=64k,nr_inodes=64,mode=0755")
-    _expose_interpreter()
-    for path in _EMPTY_ROOT_OWNED:
-        if os.path.isdir(path):
-            linux.mount("tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                        "size=16k,nr_inodes=16,mode=0755")
-    linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
-
-
-class _Cgroup:
-    """The slot's cgroup v1 memory controller (optional): per-run limit and OOM-kill count."""
-
-    def __init__(self, path: str | None):
-        self.path = path
-
-    def set_memory_limit(self, limit_bytes: int) -> None:
-        if self.path and limit_bytes != getattr(self, "_limit", None):
-            self._limit = limit_bytes
-            try:
-                with open(os.path.join(self.path, "memory.limit_in_bytes"), "w") as f:
-                    f.write(str(limit_bytes))
-            except OSError:
-                pass
-
-    def oom_kills(self) -> int:
-        if not self.path:
-            return 0
-        try:
-            with open(os.path.join(self.path, "memory.oom_control")) as f:
-                for line in f:
-                    if line.startswith("oom_kill "):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
 
 
 class _Capture:
@@ -152,136 +64,10 @@ class _Capture:
         return self.data.decode("utf-8", "replace")
 
 
-def _kill_namespace() -> None:
-    """SIGKILL every process of this PID namespace except PID 1 (us), then reap them."""
-    try:
-        os.kill(-1, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def _drop_privileges(config: dict, pipes: dict) -> None:
-    """In a new child, before it knows its job: fds 0-5, session, static rlimits, uid, seccomp.
-
-    fd 0 /dev/null, 1 stdout pipe, 2 stderr pipe, 3 result pipe, 4 ack pipe, 5 job pipe.
-    """
-    os.setsid()
-    sources = {"in": os.open("/dev/null", os.O_RDONLY), **pipes}
-    high = {name: fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for name, fd in sources.items()}
-    for target, name in enumerate(("in", "out", "err", "res", "ack", "job")):
-        os.dup2(high[name], target)
-    os.closerange(6, 1 << 16)
-    with open("/proc/self/oom_score_adj", "w") as f:
-        f.write("1000")
-    os.umask(0o077)
-    for which, value in ((resource.RLIMIT_NPROC, NPROC_LIMIT), (resource.RLIMIT_CORE, 0),
-                         (resource.RLIMIT_NOFILE, NOFILE_LIMIT),
-                         (resource.RLIMIT_FSIZE, int(config["tmp_mb"]) * 1024 * 1024)):
-        resource.setrlimit(which, (value, value))
-    uid = int(config["uid"])
-    os.setgroups([])
-    os.setresgid(uid, uid, uid)
-    os.setresuid(uid, uid, uid)
-    linux.set_no_new_privs()
-    seccomp.install()
-
-
-def _apply_job_limits(job: dict) -> None:
-    """Once the job is known (unprivileged now, so limits can only be lowered)."""
-    limits = job["limits"]
-    memory = int(limits["memory_mb"]) * 1024 * 1024
-    cpu_s = int(limits["timeout_s"] * (len(job["tests"]) + 1)) + 1
-    for which, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu_s)):
-        resource.setrlimit(which, (value, value))
-    os.chdir("/tmp")  # the run's tmpfs, mounted by the zygote before it sent the job
-
-
-def _receive_job(fd: int) -> dict:
-    data = bytearray()
-    while not data.endswith(b"\n"):
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            os._exit(0)  # the zygote went away or retired this spare
-        data += chunk
-    os.close(fd)
-    return json.loads(data)
-
-
-class _Child:
-    """A forked, already unprivileged child waiting on its job pipe, and the zygote's ends."""
-
-    def __init__(self, config: dict, scrub_job: dict | None = None):
-        res_r, res_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        ack_r, ack_w = os.pipe()
-        job_r, job_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                for fd in (res_r, out_r, err_r, ack_w, job_w):
-                    os.close(fd)
-                if scrub_job is not None:  # forked during a run: drop that run's answers
-                    _scrub_expected(scrub_job)
-                _drop_privileges(config, {"out": out_w, "err": err_w, "res": res_w,
-                                          "ack": ack_r, "job": job_r})
-                message = _receive_job(5)
-                job, start, nonce = message["job"], message["start"], message["nonce"]
-                del message
-                _apply_job_limits(job)
-                harness.child_main(job, start, 3, 4, nonce)
-            finally:
-                os._exit(127)
-        for fd in (res_w, out_w, err_w, ack_r, job_r):
-            os.close(fd)
-        self.pid = pid
-        self.res_r, self.out_r, self.err_r, self.ack_w, self.job_w = res_r, out_r, err_r, ack_w, job_w
-
-    def alive(self) -> bool:
-        try:
-            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
-        except ChildProcessError:
-            return False
-
-    def send(self, message: bytes) -> None:
-        try:
-            view = memoryview(message)
-            while view:
-                view = view[os.write(self.job_w, view):]
-        except BrokenPipeError:
-            pass  # it died; supervision reports how
-        os.close(self.job_w)
-        self.job_w = -1
-
-    def close(self) -> None:
-        for fd in (self.res_r, self.out_r, self.err_r, self.ack_w, self.job_w):
-            if fd >= 0:
-                os.close(fd)
-
-
-def _scrub_expected(job: dict) -> dict:
-    """In the child's copy of memory: drop every expected output before the program runs.
-
-    The test dicts are shared by every reference the zygote holds (the raw request line is not
-    kept), so after this a program searching its objects (gc, frames) finds inputs only.
-    """
-    for test in job["tests"]:
-        test.pop("expected", None)
-        test.pop("expected_stdout", None)
-    return job
-
-
 class _Run:
     """State of one job: records per test, the current child, clocks and captures."""
 
-    def __init__(self, job: dict, config: dict, cgroup: _Cgroup, spare: _Child | None = None):
+    def __init__(self, job: dict, config: dict, cgroup: jail.Cgroup, spare: Child | None = None):
         self.job = job
         self.spare = spare
         self.child_job = {**job, "tests": [
@@ -341,14 +127,14 @@ class _Run:
         if child is None or not child.alive():
             if child is not None:
                 child.close()
-            child = _Child(self.config, scrub_job=self.job)
+            child = Child(self.config, scrub_job=self.job)
         message = {"job": self.child_job, "start": start, "nonce": self.nonce}
         child.send(json.dumps(message).encode() + b"\n")
         try:
             return self._supervise(child.pid, start, child.res_r, child.out_r, child.err_r,
                                    child.ack_w)
         finally:
-            _kill_namespace()
+            jail.kill_namespace()
             child.close()
 
     def _supervise(self, pid: int, start: int, res_r: int, out_r: int, err_r: int,
@@ -487,7 +273,7 @@ class _Run:
             sel.close()
             os.close(pidfd)
         if exit_status is None:
-            _kill_namespace()  # reaps the child as well
+            jail.kill_namespace()  # reaps the child as well
         return self._died(start, current, kill_reason, exit_status, oom_before, out, err,
                           time.monotonic() - began)
 
@@ -541,7 +327,7 @@ class _Run:
             if ended in ("load_failed", "stopped"):
                 break
             if self.job["mode"] == "stdio":
-                _mount_fresh_tmp(int(self.config["tmp_mb"]), replace=True)  # tests share nothing
+                jail.mount_fresh_tmp(int(self.config["tmp_mb"]), replace=True)  # tests share nothing
                 record = self.records.get(index)
                 if record is None or record["verdict"] == "syntax_error":
                     break
@@ -557,29 +343,17 @@ class _Run:
         return [self.records[i] for i in sorted(self.records)]
 
 
-def _mount_fresh_tmp(tmp_mb: int, replace: bool) -> None:
-    """A new empty tmpfs on /tmp; with `replace`, the current one is dropped first unless the
-    last run left it empty (no inode but its root, no block used), which saves two syscalls."""
-    if replace:
-        usage = os.statvfs("/tmp")
-        if usage.f_files - usage.f_ffree <= 1 and usage.f_bfree == usage.f_blocks:
-            return
-        linux.umount("/tmp")
-    linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                f"size={tmp_mb}m,nr_inodes=4096,mode=1777")
-
-
 def _serve(config: dict) -> None:
-    cgroup = _Cgroup(config.get("cgroups", {}).get("memory"))
+    cgroup = jail.Cgroup(config.get("cgroups", {}).get("memory"))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     tmp_mb = int(config["tmp_mb"])
-    _mount_fresh_tmp(tmp_mb, replace=False)
+    jail.mount_fresh_tmp(tmp_mb, replace=False)
     stdout.write(b'{"ready": true}\n')
     stdout.flush()
     while True:
         # Fork ahead: the next job's first child exists (unprivileged, seccomp on) before the
         # job is read, so its memory never held that job's expected outputs.
-        spare = _Child(config)
+        spare = Child(config)
         line = stdin.readline()
         if not line:
             spare.close()
@@ -595,8 +369,8 @@ def _serve(config: dict) -> None:
         finally:
             if run.spare is not None:
                 run.spare.close()
-            _kill_namespace()
-            _mount_fresh_tmp(tmp_mb, replace=True)  # nothing a run wrote survives it
+            jail.kill_namespace()
+            jail.mount_fresh_tmp(tmp_mb, replace=True)  # nothing a run wrote survives it
         del job, run
         stdout.write(json.dumps({"tests": records}).encode() + b"\n")
         stdout.flush()
@@ -607,8 +381,8 @@ def main() -> None:
     if os.getpid() != 1:
         raise SystemExit("sandbox_service.zygote must run as PID 1 of a new PID namespace")
     config = json.loads(sys.argv[1])
-    _join_cgroups(config)
-    _lock_filesystem()
+    jail.join_cgroups(config)
+    jail.lock_filesystem()
     _warm_up()
     _serve(config)
 
