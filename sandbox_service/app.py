@@ -22,6 +22,7 @@ from sandbox_service.schemas import (BatchRequest, BatchResponse, ExecuteRequest
                                      ExecuteResponse)
 
 API_VERSION = "1"
+MAX_BODY_BYTES = 256 * 1024 * 1024
 
 
 def create_app(config: PoolConfig, token: str | None = None) -> FastAPI:
@@ -45,6 +46,11 @@ def create_app(config: PoolConfig, token: str | None = None) -> FastAPI:
     @app.middleware("http")
     async def count_and_authorize(request: Request, call_next):
         route = request.url.path
+        declared = request.headers.get("content-length", "0")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            metrics.requests.labels(route, "422").inc()
+            return JSONResponse({"detail": f"request body of {declared} bytes is larger than "
+                                           f"the limit of {MAX_BODY_BYTES}"}, status_code=422)
         if token and route not in ("/healthz",):
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):

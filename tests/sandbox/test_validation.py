@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import socket
 import time
 
 import httpx
@@ -42,6 +43,16 @@ def test_non_utf8_body_is_422(http):
     response = http.post("/v1/execute", content=body,
                          headers={"content-type": "application/json"})
     assert response.status_code == 422 and "UTF-8" in response.json()["detail"]
+
+
+def test_oversized_body_is_422_before_it_is_read(service):
+    # A raw socket: the declared 300 MB are never sent, the answer comes from the headers alone.
+    with socket.create_connection(("127.0.0.1", service["port"]), timeout=10) as conn:
+        conn.sendall(b"POST /v1/execute HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\n"
+                     b"Content-Length: 314572800\r\n\r\n{}")
+        answer = conn.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 422") and "larger than the limit" in answer
 
 
 def test_malformed_batch_is_422(http):
