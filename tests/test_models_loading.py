@@ -1,0 +1,166 @@
+"""Weight loading: every GGUF type we claim (vs transformers' GGUF loader), errors that name the tensor."""
+
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as Q
+from gguf import GGUFWriter
+from gguf.quants import quantize
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from rltf_jax.models import load_model  # noqa: E402
+from rltf_jax.models.loading import load_weights  # noqa: E402
+from rltf_jax.models.registry import SMOLLM2_NAME, smollm2_gguf_path  # noqa: E402
+from rltf_jax.models.weight_sources import GGUFSource, unpermute_gguf_qk  # noqa: E402
+
+D, F, V, L, H, KV = 256, 512, 320, 2, 4, 2  # K-quants need rows that are multiples of 256
+BLOCK_BYTES = {Q.Q4_K: 144, Q.Q6_K: 210}
+
+
+def _kquant_bytes(rows: int, cols: int, qtype, rng) -> np.ndarray:
+    """Random but valid K-quant blocks (gguf-py cannot quantize K-quants): finite f16 scales."""
+    nblocks = cols // 256
+    raw = rng.integers(0, 256, (rows, nblocks, BLOCK_BYTES[qtype]), dtype=np.uint8)
+    scale = np.frombuffer(np.float16(0.004).tobytes(), np.uint8)
+    if qtype == Q.Q4_K:  # d, dmin at the block start
+        raw[:, :, 0:2] = scale
+        raw[:, :, 2:4] = scale
+    else:  # Q6_K: d at the block end
+        raw[:, :, 208:210] = scale
+    return raw.reshape(rows, nblocks * BLOCK_BYTES[qtype])
+
+
+def _write_gguf(path: str) -> None:
+    rng = np.random.default_rng(0)
+    w = GGUFWriter(path, "llama")
+    w.add_block_count(L)
+    w.add_context_length(256)
+    w.add_embedding_length(D)
+    w.add_feed_forward_length(F)
+    w.add_head_count(H)
+    w.add_head_count_kv(KV)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(V)
+    w.add_rope_dimension_count(D // H)
+
+    def dense(name, out_dim, in_dim, qtype):
+        x = (rng.standard_normal((out_dim, in_dim)) * 0.05).astype(np.float32)
+        if qtype in BLOCK_BYTES:
+            w.add_tensor(name, _kquant_bytes(out_dim, in_dim, qtype, rng), raw_dtype=qtype)
+        elif qtype == Q.F32:
+            w.add_tensor(name, x)
+        elif qtype == Q.F16:
+            w.add_tensor(name, x.astype(np.float16))
+        else:
+            w.add_tensor(name, quantize(x, qtype), raw_dtype=qtype)
+
+    dense("token_embd.weight", V, D, Q.Q8_0)
+    dense("output.weight", V, D, Q.F16)
+    w.add_tensor("output_norm.weight", (1 + 0.1 * rng.standard_normal(D)).astype(np.float32))
+    types = [(Q.Q4_K, Q.Q6_K, Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.F32, Q.F16),
+             (Q.Q6_K, Q.Q4_K, Q.Q8_0, Q.F16, Q.Q4_0, Q.Q4_1, Q.F32)]
+    for layer in range(L):
+        tq, tk, tv, to, tg, tu, td = types[layer]
+        dense(f"blk.{layer}.attn_q.weight", D, D, tq)
+        dense(f"blk.{layer}.attn_k.weight", D * KV // H, D, tk)
+        dense(f"blk.{layer}.attn_v.weight", D * KV // H, D, tv)
+        dense(f"blk.{layer}.attn_output.weight", D, D, to)
+        dense(f"blk.{layer}.ffn_gate.weight", F, D, tg)
+        dense(f"blk.{layer}.ffn_up.weight", F, D, tu)
+        dense(f"blk.{layer}.ffn_down.weight", D, F, Q.Q4_K if layer == 0 else Q.Q6_K)
+        for norm in ("attn_norm", "ffn_norm"):
+            w.add_tensor(f"blk.{layer}.{norm}.weight", (1 + 0.1 * rng.standard_normal(D)).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def test_gguf_quant_types_load_like_transformers(tmp_path):
+    path = str(tmp_path / "tiny.gguf")
+    _write_gguf(path)
+    source = GGUFSource(path)
+    types = {t.tensor_type.name for t in source.reader.tensors}
+    assert {"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"} <= types
+    config = source.config()
+    assert (config.num_layers, config.hidden_size, config.num_kv_heads, config.vocab_size) == (L, D, KV, V)
+    assert not config.tie_word_embeddings
+    model = load_weights(config, source)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="tiny.gguf",
+                                                           dtype=torch.float32).eval()
+    tokens = np.random.default_rng(1).integers(0, V, (2, 11))
+    positions = np.broadcast_to(np.arange(11), (2, 11))
+    ours = np.asarray(model(jnp.asarray(tokens), jnp.asarray(positions), jnp.ones((2, 11), bool))[0])
+    with torch.no_grad():
+        theirs = hf(input_ids=torch.tensor(tokens)).logits.numpy()
+    assert np.abs(ours - theirs).max() <= 1e-4
+    # the Q/K un-permutation is what makes this match: the raw rows differ from HF's layout
+    np.testing.assert_array_equal(
+        np.asarray(model.layers.wq[...][0]).T,
+        hf.model.layers[0].self_attn.q_proj.weight.detach().numpy())
+
+
+def test_unpermute_inverts_llama_cpp_permute():
+    heads, hd, d_in = 3, 8, 5
+    w = np.random.default_rng(0).standard_normal((heads * hd, d_in))
+    permuted = w.reshape(heads, 2, hd // 2, d_in).swapaxes(1, 2).reshape(w.shape)  # convert_hf_to_gguf
+    np.testing.assert_array_equal(unpermute_gguf_qk(permuted, heads), w)
+
+
+def _save_tiny(folder):
+    cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(str(folder))
+    return folder
+
+
+def _edit_config(folder, **changes):
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    cfg.update(changes)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(cfg, f)
+
+
+def test_unknown_architecture_is_named(tmp_path):
+    _edit_config(_save_tiny(tmp_path), architectures=["GPTNeoXForCausalLM"])
+    with pytest.raises(ValueError, match="GPTNeoXForCausalLM"):
+        load_model(str(tmp_path))
+
+
+def test_shape_mismatch_names_the_tensor(tmp_path):
+    _edit_config(_save_tiny(tmp_path), intermediate_size=96)
+    with pytest.raises(ValueError, match=r"model\.layers\.0\.mlp\.(gate|up|down)_proj\.weight"):
+        load_model(str(tmp_path))
+
+
+def test_missing_tensor_is_named(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    _save_tiny(tmp_path)
+    tensors = load_file(str(tmp_path / "model.safetensors"))
+    del tensors["model.layers.1.self_attn.v_proj.weight"]
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(KeyError, match=r"model\.layers\.1\.self_attn\.v_proj\.weight"):
+        load_model(str(tmp_path))
+
+
+def test_unknown_names_and_paths():
+    with pytest.raises(FileNotFoundError, match="tiny-llama"):
+        load_model("no-such-model")
+    assert smollm2_gguf_path().endswith(".gguf") and SMOLLM2_NAME == "smollm2-135m-instruct"
+
+
+def test_bf16_params_and_compute(tmp_path):
+    loaded = load_model(str(_save_tiny(tmp_path)), dtype="bfloat16", param_dtype="bfloat16")
+    assert loaded.model.layers.wq[...].dtype == jnp.bfloat16
+    logits, hidden, _ = loaded.model(jnp.ones((1, 4), jnp.int32), jnp.arange(4)[None], jnp.ones((1, 4), bool))
+    assert logits.dtype == jnp.float32 and hidden.dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match="float64"):
+        load_model("tiny-llama", dtype="float64")
