@@ -105,7 +105,7 @@ def _generate(graphdef, state, prompt_tokens, prompt_mask, row_active, eos_ids, 
     positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0).astype(jnp.int32)
     prompt_len = prompt_mask.sum(axis=1).astype(jnp.int32)
     cache = init_cache(model.config, b, p + new_bucket, cache_dtype)
-    hidden, cache = model.hidden_states(prompt_tokens, positions, prompt_mask, cache)
+    hidden, cache = model.hidden_states(prompt_tokens, positions, prompt_mask, cache, cache_is_empty=True)
     sample = functools.partial(sample_tokens, greedy=greedy, top_k=top_k, use_top_p=use_top_p)
     rng, step_rng = jax.random.split(rng)
     tok, lp = sample(model.logits(hidden[:, -1]), step_rng, temperature, top_p)
