@@ -95,7 +95,7 @@ def sample_tokens(logits, rng, temperature, top_p, *, greedy: bool, top_k: int, 
 
 def _generate(graphdef, state, prompt_tokens, prompt_mask, row_active, eos_ids, max_new, temperature,
               top_p, rng, *, new_bucket: int, greedy: bool, top_k: int, use_top_p: bool, pad_id: int,
-              cache_dtype):
+              cache_dtype, segments: int = 1):
     """Prefill + decode on device. prompt_tokens/mask [B, P]; row_active [B] bool (False = batch padding).
 
     Returns (tokens [B, N] int32, logprobs [B, N] float32, mask [B, N] bool, steps [] int32).
@@ -114,15 +114,12 @@ def _generate(graphdef, state, prompt_tokens, prompt_mask, row_active, eos_ids, 
     out_mask = jnp.zeros((b, new_bucket), bool).at[:, 0].set(row_active)
     done = ~row_active | jnp.isin(tok, eos_ids)
 
-    def cond(carry):
-        _, _, _, _, done, i, _ = carry
-        return (i + 1 < max_new) & ~jnp.all(done)
-
-    def body(carry):
+    def body(carry, attend_limit):
         cache, out_tokens, out_lp, out_mask, done, i, rng = carry
         tok_in = jax.lax.dynamic_slice_in_dim(out_tokens, i, 1, axis=1)
         pos = (prompt_len + i)[:, None]
-        hidden, cache = model.hidden_states(tok_in, pos, jnp.ones_like(tok_in, bool), cache)
+        hidden, cache = model.hidden_states(tok_in, pos, jnp.ones_like(tok_in, bool), cache,
+                                            attend_limit=attend_limit)
         rng, step_rng = jax.random.split(rng)
         tok, lp = sample(model.logits(hidden[:, 0]), step_rng, temperature, top_p)
         tok = jnp.where(done, pad_id, tok)
@@ -133,8 +130,19 @@ def _generate(graphdef, state, prompt_tokens, prompt_mask, row_active, eos_ids, 
         done = done | jnp.isin(tok, eos_ids)
         return cache, out_tokens, out_lp, out_mask, done, i + 1, rng
 
+    # Decode in `segments` loops; loop j attends only to the first p + (j+1) * seg slots (static), so
+    # early steps do not read the cache's unwritten tail. Each loop exits early once all rows are done.
+    seg = new_bucket // segments
     carry = (cache, out_tokens, out_lp, out_mask, done, jnp.zeros((), jnp.int32), rng)
-    _, out_tokens, out_lp, out_mask, _, steps, _ = jax.lax.while_loop(cond, body, carry)
+    for j in range(segments):
+        end = (j + 1) * seg
+
+        def cond(carry, end=end):
+            _, _, _, _, done, i, _ = carry
+            return (i + 1 < jnp.minimum(max_new, end)) & ~jnp.all(done)
+
+        carry = jax.lax.while_loop(cond, functools.partial(body, attend_limit=p + end), carry)
+    _, out_tokens, out_lp, out_mask, _, steps, _ = carry
     return out_tokens, out_lp, out_mask, steps + 1
 
 
@@ -142,11 +150,13 @@ class Sampler:
     """Generates from a LoadedModel; weights can be swapped after each PPO update (`set_weights`)."""
 
     def __init__(self, loaded, *, mesh=None, cache_dtype=None, eos_token_ids: Sequence[int] | None = None,
-                 min_prompt_bucket: int = 16, min_new_bucket: int = 16):
+                 min_prompt_bucket: int = 16, min_new_bucket: int = 16, decode_segments: int = 4):
         """loaded: a LoadedModel; mesh: run sharded (params per their logical axes, rows over
         ("data", "fsdp")); cache_dtype: KV-cache dtype (default: the compute dtype); eos_token_ids: stop
         tokens (default: the config's and the tokenizer's EOS; () = never stop early, for benchmarks);
-        min_*_bucket: smallest prompt / new-token bucket."""
+        min_*_bucket: smallest prompt / new-token bucket; decode_segments: the decode loop is split in this
+        many loops, each attending only to the cache filled so far (more segments read less cache but
+        compile more loop bodies)."""
         self.tokenizer = loaded.tokenizer
         if self.tokenizer is None:
             raise ValueError(f"model {loaded.name!r} has no tokenizer; the sampler needs one")
@@ -154,6 +164,9 @@ class Sampler:
         self.mesh = mesh
         self.cache_dtype = cache_dtype or loaded.config.compute_dtype
         self.min_prompt_bucket, self.min_new_bucket = min_prompt_bucket, min_new_bucket
+        if decode_segments < 1 or min_new_bucket % decode_segments:
+            raise ValueError(f"decode_segments={decode_segments} must be >= 1 and divide min_new_bucket")
+        self.decode_segments = decode_segments
         self.graphdef, state = nnx.split(loaded.model)
         if eos_token_ids is None:
             eos = set(loaded.config.eos_token_ids)
@@ -200,7 +213,8 @@ class Sampler:
         if key not in self._jitted:
             b, p, n, greedy, top_k, use_top_p = key
             fn = functools.partial(_generate, new_bucket=n, greedy=greedy, top_k=top_k,
-                                   use_top_p=use_top_p, pad_id=self.pad_id, cache_dtype=self.cache_dtype)
+                                   use_top_p=use_top_p, pad_id=self.pad_id, cache_dtype=self.cache_dtype,
+                                   segments=self.decode_segments)
             kwargs = {}
             if self.mesh is not None:
                 from jax.sharding import NamedSharding, PartitionSpec

@@ -244,14 +244,15 @@ class CausalLM(nnx.Module):
         return init_cache(self.config, batch, max_len, dtype)
 
     def hidden_states(self, tokens, positions, attention_mask, cache: KVCache | None = None, *,
-                      cache_is_empty: bool = False):
+                      cache_is_empty: bool = False, attend_limit: int | None = None):
         """tokens, positions [B, T] int32; attention_mask [B, T] bool (True = real token).
 
         Returns (hidden [B, T, D] after the final norm, in the compute dtype; the updated cache or None).
         With a cache, the T tokens are written at slots [cache.index, cache.index + T) and attend to
         every valid earlier slot; without, attention is causal over the T tokens (left padding is fine:
         positions come from the caller, padding keys are masked out). cache_is_empty=True (prefill of a
-        fresh cache) skips attending to the cache's empty slots.
+        fresh cache) skips attending to the cache's empty slots; attend_limit=n (static) attends only to
+        slots [0, n), which the caller guarantees hold every written slot (decode reads less cache).
         """
         c, dt = self.config, self.config.compute_dtype
         if tokens.ndim != 2 or positions.shape != tokens.shape or attention_mask.shape != tokens.shape:
@@ -273,10 +274,12 @@ class CausalLM(nnx.Module):
             x, _ = jax.lax.scan(body, x, params)
             new_cache = None
         else:
-            cache_mask = cache.valid[:, None, :]
+            limit = cache.valid.shape[1] if attend_limit is None else attend_limit
+            cache_mask = cache.valid[:, None, :limit]
 
             def body(x, xs):
                 p, ck, cv = xs
+                ck, cv = ck[:, :, :limit], cv[:, :, :limit]
                 x, k, v = decoder_block(c, p, x, positions, self_mask, inv_freq, ck, cv, cache_mask)
                 return x, (k, v)
 
