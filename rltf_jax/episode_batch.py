@@ -1,0 +1,105 @@
+"""Multi-turn episodes -> the PPO step's arrays (docs/interfaces.md), plus RLEF's turn indices.
+
+Each kept episode is one row: its joined conversation ``env_1 ⧺ reply_1 ⧺ env_2 ⧺ reply_2 ...``
+(`Episode.token_sequence`), right-padded to a bucketed length. ``response_mask`` is True on reply
+tokens only (prompt and feedback are environment text, out of the policy loss); the rewards of
+`rewards/rlef.py` sit on the reply tokens. For RLEF's turn-level value, ``turn_ids`` says which
+reply a token belongs to and ``value_positions`` where each reply's state value is read: the last
+environment token before it (in the PPO step's action axis L = T - 1, the action at index p
+predicts token p + 1, so index p is also the first action of that reply, see ppo.py).
+Episodes hit by a sandbox failure (``dropped``) are left out; their rows are padding.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from rltf_jax.episodes import Episode
+from rltf_jax.loop import bucket_length
+from rltf_jax.ppo import PPOBatch
+from rltf_jax.rewards.rlef import RLEFRewardConfig, episode_token_rewards
+
+
+class EpisodeBatch(NamedTuple):
+    """A PPOBatch over [B, T] and the turn structure of each row.
+
+    turn_ids [B, T] int32: k on the tokens of reply k, -1 elsewhere (environment, padding).
+    value_positions [B, K] int32: token index of the last environment token before reply k,
+      -1 where row b has fewer than k + 1 replies (and on padding rows).
+    episodes: the episodes of rows 0..len(episodes)-1 (the rest is padding).
+    """
+
+    ppo: PPOBatch
+    turn_ids: np.ndarray
+    value_positions: np.ndarray
+    episodes: list
+
+
+def episode_rewards(episode: Episode, tokenizer=None,
+                    config: RLEFRewardConfig = RLEFRewardConfig()) -> list[np.ndarray]:
+    """Per-token rewards of each reply ([n_k] float32 each): replies before the last are judged by
+    their public-test result, the last by the private tests (rewards/rlef.py)."""
+    if episode.dropped:
+        raise ValueError(f"episode on {episode.problem.id} was dropped (sandbox_error); never score it")
+    turns = episode.turns
+    results = [t.public_result for t in turns[:-1]] + [episode.private_result]
+    return episode_token_rewards([t.reply_ids for t in turns], [t.extracted for t in turns], results,
+                                 [t.text for t in turns], [t.truncated for t in turns],
+                                 episode.final_passed, tokenizer, config)
+
+
+def episode_batch(episodes: Sequence[Episode], *, batch_size: int, pad_id: int, max_turns: int,
+                  tokenizer=None, reward_config: RLEFRewardConfig = RLEFRewardConfig(),
+                  length_multiple: int = 64) -> EpisodeBatch:
+    """Rows of the kept episodes (module docstring), padded to ``batch_size`` rows.
+
+    Returns an EpisodeBatch whose PPOBatch holds tokens [B, T] int32, attention_mask [B, T] bool,
+    response_mask [B, T] bool, token_rewards [B, T] float32, group_ids [B] int32 (-1 on padding).
+    """
+    kept = [e for e in episodes if not e.dropped]
+    if len(kept) > batch_size:
+        raise ValueError(f"{len(kept)} episodes do not fit a batch of {batch_size}")
+    too_long = [e.problem.id for e in kept if len(e.turns) > max_turns]
+    if too_long:
+        raise ValueError(f"episodes with more than max_turns={max_turns} replies: {too_long[:3]}")
+    sequences = [e.token_sequence() for e in kept]
+    length = bucket_length(max((len(s[0]) for s in sequences), default=1), length_multiple)
+    tokens = np.full((batch_size, length), pad_id, np.int32)
+    attention = np.zeros((batch_size, length), bool)
+    response = np.zeros((batch_size, length), bool)
+    rewards = np.zeros((batch_size, length), np.float32)
+    turn_ids = np.full((batch_size, length), -1, np.int32)
+    positions = np.full((batch_size, max_turns), -1, np.int32)
+    groups = np.full((batch_size,), -1, np.int32)
+    for row, (episode, (seq, mask, turns, starts)) in enumerate(zip(kept, sequences)):
+        n = len(seq)
+        tokens[row, :n], attention[row, :n], response[row, :n], turn_ids[row, :n] = seq, True, mask, turns
+        positions[row, :len(starts)] = starts
+        groups[row] = episode.group_id
+        for k, reply_rewards in enumerate(episode_rewards(episode, tokenizer, reward_config)):
+            rewards[row, :n][turns == k] = reply_rewards
+    batch = PPOBatch(tokens=tokens, attention_mask=attention, response_mask=response,
+                     token_rewards=rewards, group_ids=groups)
+    return EpisodeBatch(batch, turn_ids, positions, list(kept))
+
+
+def episode_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
+    """Flat metrics of a batch of episodes (final pass rate on private tests, turns, no-code...)."""
+    kept = [e for e in episodes if not e.dropped]
+    metrics = {"episodes/total": float(len(episodes)), "episodes/dropped": float(len(episodes) - len(kept))}
+    if not kept:
+        return metrics
+    turns = [t for e in kept for t in e.turns]
+    later = [t for e in kept for t in e.turns[1:]]
+    metrics.update({
+        "episodes/final_pass_rate": float(np.mean([e.final_passed for e in kept])),
+        "episodes/first_turn_public_pass": float(np.mean([e.turn_passed_public(0) for e in kept])),
+        "episodes/turns": float(np.mean([len(e.turns) for e in kept])),
+        "episodes/no_code": float(np.mean([t.extracted is None for t in turns])),
+        "episodes/truncated": float(np.mean([t.truncated for t in turns])),
+        "episodes/reply_tokens": float(np.mean([len(t.reply_ids) for t in turns])),
+        "episodes/context_mismatch": float(np.mean([not t.context_matches for t in later])) if later else 0.0,
+    })
+    return metrics

@@ -1,0 +1,163 @@
+"""Multi-turn evaluation (RLEF §4): n@k counting every turn as a sample, single- vs multi-turn at
+an equal sample budget, and the random-feedback ablation.
+
+Budget accounting follows Gehring et al. 2024: every reply is one sample. For a problem, the
+samples in draw order are the turns of its episodes, one episode after the other. A turn is a
+*submission candidate* when it passes the public tests or ends its episode (the episode's final
+answer); n@k takes the first k turns, submits the first n candidates and counts the problem solved
+when one of them passes the private tests (`n_at_k_over_turns`). Correctness is known for each
+episode's final turn (graded on private tests); an earlier turn failed its public tests (that is
+why the episode went on) and is never submitted.
+
+Arms compared at a budget of k samples per attempt (`compare_turns`):
+  single-turn: k independent replies; pass@k (unbiased, any of k correct: an oracle picks) and
+    1@k (the first reply passing the public tests is submitted);
+  multi-turn:  one episode of at most k turns; 1@k = its final answer passes (≤ k samples used);
+  random feedback: the same episodes, with each feedback message replaced by real feedback of
+    another problem (EpisodeConfig.feedback_mode = "random").
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from rltf_jax.episodes import Episode, EpisodeConfig, run_episodes
+from rltf_jax.pass_at_k import estimate_pass_at_k, n_at_k_one, summarize
+
+
+def turn_samples(episodes: Sequence[Episode]) -> tuple[list[bool], list[bool], list[bool]]:
+    """One problem's episodes as samples in draw order: (passed_public, correct, ends_episode),
+    each [total turns]; correct is True only on a final turn whose code passed the private tests."""
+    public, correct, ends = [], [], []
+    for episode in episodes:
+        last = len(episode.turns) - 1
+        for k in range(len(episode.turns)):
+            public.append(episode.turn_passed_public(k))
+            correct.append(k == last and episode.final_passed)
+            ends.append(k == last)
+    return public, correct, ends
+
+
+def n_at_k_over_turns(episodes: Sequence[Episode], n: int, k: int) -> float:
+    """n@k of one problem (module docstring): 1.0 solved / 0.0 not, from its first k turns."""
+    public, correct, ends = turn_samples(episodes)
+    if k < 1 or n < 1:
+        raise ValueError(f"need n ≥ 1 and k ≥ 1, got n={n}, k={k}")
+    if k > len(public):
+        raise ValueError(f"k={k} turns requested but the episodes hold {len(public)}")
+    candidates = [c for p, c, e in zip(public[:k], correct[:k], ends[:k]) if p or e]
+    return 1.0 if any(candidates[:n]) else 0.0
+
+
+def by_problem(episodes: Sequence[Episode]) -> dict[str, list[Episode]]:
+    """Kept (not dropped) episodes grouped by problem id, in order."""
+    groups: dict[str, list[Episode]] = collections.OrderedDict()
+    for episode in episodes:
+        if not episode.dropped:
+            groups.setdefault(episode.problem.id, []).append(episode)
+    return groups
+
+
+def multi_turn_scores(episodes: Sequence[Episode]) -> dict:
+    """Per-problem 1@max_turns (the mean of its episodes' final answers) and turns used."""
+    groups = by_problem(episodes)
+    if not groups:
+        raise ValueError("no episodes to score (all dropped?)")
+    solved = [float(np.mean([e.final_passed for e in eps])) for eps in groups.values()]
+    turns = [len(e.turns) for eps in groups.values() for e in eps]
+    first = [float(np.mean([e.turn_passed_public(0) and len(e.turns) == 1 and e.final_passed for e in eps]))
+             for eps in groups.values()]
+    return {"per_problem": solved, "solved_at_turn_1": float(np.mean(first)),
+            "mean_turns": float(np.mean(turns)), "num_episodes": len(turns)}
+
+
+def single_turn_scores(episodes: Sequence[Episode], k: int) -> dict:
+    """pass@k and 1@k per problem from one-turn episodes (each one independent sample).
+
+    1@k averages `n_at_k_one` over consecutive chunks of k samples (every full chunk is one draw).
+    """
+    groups = by_problem(episodes)
+    if not groups:
+        raise ValueError("no samples to score (all dropped?)")
+    if any(len(e.turns) != 1 for eps in groups.values() for e in eps):
+        raise ValueError("single_turn_scores needs one-turn episodes (EpisodeConfig(max_turns=1))")
+    counts = [len(eps) for eps in groups.values()]
+    if min(counts) < k:
+        raise ValueError(f"pass@{k} needs ≥ {k} samples per problem, got as few as {min(counts)}")
+    correct = [sum(e.final_passed for e in eps) for eps in groups.values()]
+    one_at_k = []
+    for eps in groups.values():
+        public = [e.turn_passed_public(0) for e in eps]
+        right = [e.final_passed for e in eps]
+        draws = [n_at_k_one(public[i:i + k], right[i:i + k], 1, k) for i in range(0, len(eps) - k + 1, k)]
+        one_at_k.append(float(np.mean(draws)))
+    return {"pass_at_k": estimate_pass_at_k(counts, correct, k).tolist(), "one_at_k": one_at_k,
+            "pass_at_1": estimate_pass_at_k(counts, correct, 1).tolist()}
+
+
+@dataclasses.dataclass(frozen=True)
+class TurnComparison:
+    """Numbers of `compare_turns`: means over problems with 95% bootstrap CIs."""
+
+    budget: int
+    single_pass_at_k: dict
+    single_one_at_k: dict
+    single_pass_at_1: dict
+    multi_one_at_k: dict
+    multi_mean_turns: float
+    random_one_at_k: dict | None
+    random_mean_turns: float | None
+
+    def flat(self) -> dict[str, float]:
+        """One flat dict (for a JSON line): means, CIs, turns used."""
+        k = self.budget
+        out: dict[str, float] = {}
+        for name, value in ((f"single_turn_pass@{k}", self.single_pass_at_k),
+                            (f"single_turn_1@{k}", self.single_one_at_k),
+                            ("single_turn_pass@1", self.single_pass_at_1),
+                            (f"multi_turn_1@{k}", self.multi_one_at_k),
+                            (f"random_feedback_1@{k}", self.random_one_at_k)):
+            if value is not None:
+                out[name] = value["mean"]
+                out[name + "_ci"] = [value["ci_low"], value["ci_high"]]
+        out["multi_turn_mean_turns"] = self.multi_mean_turns
+        if self.random_mean_turns is not None:
+            out["random_feedback_mean_turns"] = self.random_mean_turns
+        return out
+
+
+def compare_turns(source, tokenizer, client, problems, *, budget: int, attempts: int, params, rng,
+                  config: EpisodeConfig = EpisodeConfig(), random_feedback: bool = True) -> TurnComparison:
+    """Single-turn vs multi-turn at ``budget`` samples per attempt, ``attempts`` attempts each.
+
+    Single-turn draws ``budget * attempts`` independent replies per problem; multi-turn runs
+    ``attempts`` episodes of at most ``budget`` turns per problem (and as many with random
+    feedback). Same ReplySource, sampling params and sandbox limits for every arm.
+    """
+    import jax
+
+    keys = jax.random.split(rng, 3)
+    single = run_episodes(source, tokenizer, client, problems, samples_per_problem=budget * attempts,
+                          params=params, rng=keys[0], config=dataclasses.replace(config, max_turns=1))
+    multi_config = dataclasses.replace(config, max_turns=budget, feedback_mode="real")
+    multi = run_episodes(source, tokenizer, client, problems, samples_per_problem=attempts,
+                         params=params, rng=keys[1], config=multi_config)
+    single_scores = single_turn_scores(single, budget)
+    multi_scores = multi_turn_scores(multi)
+    random_one, random_turns = None, None
+    if random_feedback:
+        shuffled = run_episodes(source, tokenizer, client, problems, samples_per_problem=attempts,
+                                params=params, rng=keys[1],
+                                config=dataclasses.replace(multi_config, feedback_mode="random"))
+        random_scores = multi_turn_scores(shuffled)
+        random_one, random_turns = summarize(random_scores["per_problem"]), random_scores["mean_turns"]
+    return TurnComparison(
+        budget=budget, single_pass_at_k=summarize(single_scores["pass_at_k"]),
+        single_one_at_k=summarize(single_scores["one_at_k"]),
+        single_pass_at_1=summarize(single_scores["pass_at_1"]),
+        multi_one_at_k=summarize(multi_scores["per_problem"]), multi_mean_turns=multi_scores["mean_turns"],
+        random_one_at_k=random_one, random_mean_turns=random_turns)
