@@ -105,6 +105,7 @@ def test_one_compile_per_bucket(tiny):
     assert len(s.compiled_buckets) == 1  # prompt 16, new 16, batch 1
     s.generate(["x"] * 3, params, jax.random.key(0))
     assert len(s.compiled_buckets) == 2  # batch bucket 4
+    assert [fn._cache_size() for fn in s._jitted.values()] == [1, 1]
 
 
 def test_set_weights_changes_the_policy(tiny):
@@ -117,6 +118,7 @@ def test_set_weights_changes_the_policy(tiny):
     after = s.generate(PROMPTS, params, jax.random.key(0))
     assert not np.array_equal(before.response_tokens, after.response_tokens)
     assert len(s.compiled_buckets) == 1  # same graphdef and shapes: no recompile
+    assert [fn._cache_size() for fn in s._jitted.values()] == [1]  # jax traced and compiled it once
 
 
 def test_top_p_samples_only_the_nucleus_and_renormalises():
