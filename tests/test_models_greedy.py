@@ -19,8 +19,7 @@ NEW_TOKENS = 64
 
 def _hf_greedy(hf_model, tokenizer, prompts: list[str], new_tokens: int) -> list[list[int]]:
     """transformers generate, left-padded batch, EOS suppressed (min_new_tokens) -> new tokens per row."""
-    tokenizer.padding_side = "left"
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
     with torch.no_grad():
         out = hf_model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                                 pad_token_id=tokenizer.pad_token_id or 0)
