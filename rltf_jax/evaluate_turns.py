@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rltf_jax.episode_batch import episode_metrics
 from rltf_jax.episodes import Episode, EpisodeConfig, run_episodes
 from rltf_jax.pass_at_k import estimate_pass_at_k, n_at_k_one, summarize
 
@@ -111,6 +112,7 @@ class TurnComparison:
     multi_mean_turns: float
     random_one_at_k: dict | None
     random_mean_turns: float | None
+    multi_metrics: dict = dataclasses.field(default_factory=dict)
 
     def flat(self) -> dict[str, float]:
         """One flat dict (for a JSON line): means, CIs, turns used."""
@@ -127,6 +129,7 @@ class TurnComparison:
         out["multi_turn_mean_turns"] = self.multi_mean_turns
         if self.random_mean_turns is not None:
             out["random_feedback_mean_turns"] = self.random_mean_turns
+        out.update({f"multi_turn_{k.split('/')[-1]}": v for k, v in self.multi_metrics.items()})
         return out
 
 
@@ -160,4 +163,4 @@ def compare_turns(source, tokenizer, client, problems, *, budget: int, attempts:
         single_one_at_k=summarize(single_scores["one_at_k"]),
         single_pass_at_1=summarize(single_scores["pass_at_1"]),
         multi_one_at_k=summarize(multi_scores["per_problem"]), multi_mean_turns=multi_scores["mean_turns"],
-        random_one_at_k=random_one, random_mean_turns=random_turns)
+        random_one_at_k=random_one, random_mean_turns=random_turns, multi_metrics=episode_metrics(multi))
