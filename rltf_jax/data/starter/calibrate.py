@@ -104,6 +104,30 @@ def _tokenizer():
     return AutoTokenizer.from_pretrained(gguf_dir(), gguf_file=GGUF_NAME)
 
 
+def _rates(rows: list[tuple[str, bool]]) -> dict:
+    groups = collections.defaultdict(list)
+    for key, passed in rows:
+        groups[key].append(passed)
+    return {k: [sum(v), len(v), round(sum(v) / len(v), 3)] for k, v in sorted(groups.items())}
+
+
+def rescore(dataset: str, results_file: str) -> dict:
+    """Pass rates per split and per (split, difficulty) of `dataset` from an earlier run's results."""
+    with open(results_file) as f:
+        earlier = json.load(f)
+    passed = {r["id"]: r["passed"] for r in earlier["results"]}
+    problems = load_problems(dataset)
+    missing = [p.id for p in problems if p.id not in passed]
+    if missing:
+        raise SystemExit(f"{len(missing)} problems not in {results_file}, e.g. {missing[:3]}")
+    summary = {"dataset": dataset, "from": results_file, "style": earlier["summary"]["style"],
+               "n": len(problems), "passed": sum(passed[p.id] for p in problems),
+               "by_split": _rates([(p.split, passed[p.id]) for p in problems]),
+               "by_split_difficulty": _rates([(f"{p.split}/{p.difficulty}", passed[p.id]) for p in problems])}
+    print(json.dumps(summary))
+    return summary
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="starter")
@@ -112,7 +136,13 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--limit", type=int, default=0, help="first N problems only (0 = all)")
     parser.add_argument("--output", default="")
+    parser.add_argument("--rescore", default="",
+                        help="no generation: score the current problem set from an earlier --output "
+                             "(every problem id must be in it)")
     args = parser.parse_args(argv)
+    if args.rescore:
+        rescore(args.dataset, args.rescore)
+        return
 
     problems = load_problems(args.dataset)
     if args.limit:
