@@ -148,7 +148,8 @@ class SandboxClient:
           urls: base URL(s) of the service, e.g. "http://127.0.0.1:8080".
           token: bearer token, if the service was started with --token.
           timeout_s: deadline per chunk of requests (all attempts together), extended by the
-            chunk's worst-case run time; past it the chunk's results are sandbox_error.
+            sum of the chunk's worst-case run times; past it the chunk's results are
+            sandbox_error.
           max_retries: attempts after the first, on connection errors, 5xx and 429.
           backoff_s / max_backoff_s: exponential backoff base and cap (Retry-After wins).
           batch_size: requests per /v1/execute_batch call.
@@ -277,7 +278,9 @@ class SandboxClient:
         return [ExecutionResult.from_json(item) for item in items]
 
     def _send_chunk(self, route: str, chunk: list[ExecutionRequest]) -> list[ExecutionResult]:
-        budget = self.timeout_s + max(r.worst_case_s() for r in chunk)
+        # Requests of a chunk may run one after another on a single worker, so the budget is the
+        # sum of their worst cases (the service bounds each job itself) plus timeout_s.
+        budget = self.timeout_s + sum(r.worst_case_s() for r in chunk)
         deadline = time.monotonic() + budget
         for attempt in range(self.max_retries + 1):
             remaining = deadline - time.monotonic()
