@@ -24,7 +24,11 @@ def read_rows(path_or_hub_id: str, *, split: str = "train", hub_config: str | No
     if path_or_hub_id.endswith((".jsonl", ".json", ".gz", ".parquet")) or os.sep in path_or_hub_id \
             and path_or_hub_id.count("/") != 1:
         raise FileNotFoundError(f"no such dataset file or folder: {path_or_hub_id}")
-    return load_dataset(path_or_hub_id, hub_config, split=split)
+    try:
+        return load_dataset(path_or_hub_id, hub_config, split=split)
+    except ConnectionError as err:
+        raise ConnectionError(f"cannot reach the hub for {path_or_hub_id!r} ({err}); offline, pass local "
+                              "files in the upstream format as NAME:PATH, e.g. mbpp:mbpp.jsonl") from err
 
 
 def _data_files(path: str) -> list[str]:
