@@ -25,6 +25,42 @@ API_VERSION = "1"
 MAX_BODY_BYTES = 256 * 1024 * 1024
 
 
+class GuardAndCount:
+    """Plain ASGI middleware: body-size limit, bearer token (all routes but /healthz), and
+    per-route request counts by status code."""
+
+    def __init__(self, app, token: str | None, metrics: ServiceMetrics):
+        self.app = app
+        self.expected_auth = f"Bearer {token}".encode() if token else None
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        route = scope["path"]
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"0")
+        refusal = None
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            refusal = JSONResponse({"detail": f"request body of {int(declared)} bytes is larger "
+                                              f"than the limit of {MAX_BODY_BYTES}"},
+                                   status_code=422)
+        elif self.expected_auth and route != "/healthz" and not hmac.compare_digest(
+                headers.get(b"authorization", b""), self.expected_auth):
+            refusal = JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
+        if refusal is not None:
+            self.metrics.requests.labels(route, str(refusal.status_code)).inc()
+            return await refusal(scope, receive, send)
+        counted = route.startswith("/v1/") or route in ("/healthz", "/metrics")
+
+        async def send_and_count(message):
+            if counted and message["type"] == "http.response.start":
+                self.metrics.requests.labels(route, str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, send_and_count)
+
+
 def create_app(config: PoolConfig, token: str | None = None) -> FastAPI:
     metrics = ServiceMetrics()
     pool = WorkerPool(config, metrics)
@@ -43,23 +79,7 @@ def create_app(config: PoolConfig, token: str | None = None) -> FastAPI:
     app.state.pool = pool
     app.state.metrics = metrics
 
-    @app.middleware("http")
-    async def count_and_authorize(request: Request, call_next):
-        route = request.url.path
-        declared = request.headers.get("content-length", "0")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            metrics.requests.labels(route, "422").inc()
-            return JSONResponse({"detail": f"request body of {declared} bytes is larger than "
-                                           f"the limit of {MAX_BODY_BYTES}"}, status_code=422)
-        if token and route not in ("/healthz",):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                metrics.requests.labels(route, "401").inc()
-                return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
-        response = await call_next(request)
-        if route.startswith("/v1/") or route in ("/healthz", "/metrics"):
-            metrics.requests.labels(route, str(response.status_code)).inc()
-        return response
+    app.add_middleware(GuardAndCount, token=token, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError):
