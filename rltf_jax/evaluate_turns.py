@@ -139,7 +139,8 @@ def compare_turns(source, tokenizer, client, problems, *, budget: int, attempts:
 
     Single-turn draws ``budget * attempts`` independent replies per problem; multi-turn runs
     ``attempts`` episodes of at most ``budget`` turns per problem (and as many with random
-    feedback). Same ReplySource, sampling params and sandbox limits for every arm.
+    feedback). Same ReplySource, sampling params and sandbox limits for every arm; the real- and
+    random-feedback arms share their sampling key (common random numbers: identical first turns).
     """
     import jax
 

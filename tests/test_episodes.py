@@ -177,9 +177,11 @@ def test_tiny_policy_episodes_train_with_a_real_ppo_update(loaded, tokenizer, cl
     update = ppo.make_update(defs, config)
 
     def reply_logprob(policy, row):
+        """Mean log-prob of the row's reply tokens under `policy`."""
         logp, _, _ = ppo.forward(defs, config, policy, None, batch.ppo.tokens[row:row + 1],
                                  batch.ppo.attention_mask[row:row + 1])
-        return float(np.sum(np.where(batch.ppo.response_mask[row, 1:], logp[0], 0.0)))
+        mask = batch.ppo.response_mask[row, 1:]
+        return float(np.sum(np.where(mask, logp[0], 0.0)) / mask.sum())
 
     totals = [sum(float(r.sum()) for r in episode_rewards(e, tokenizer, RLEFRewardConfig(fine_grained=True)))
               for e in episodes]
@@ -192,4 +194,6 @@ def test_tiny_policy_episodes_train_with_a_real_ppo_update(loaded, tokenizer, cl
         if step == 0:   # the step saw exactly the episode rewards on the reply tokens
             assert float(metrics["reward/env_per_seq"]) == pytest.approx(np.mean(totals), abs=1e-5)
     after = [reply_logprob(state.policy, row) for row in (4, 5)]
-    assert after[0] > before[0] and after[1] < before[1]   # solved episode's replies up, failed ones down
+    # the replies share most tokens; what the update must do is separate the solved episode's
+    # replies (advantage +1) from the failed one's (-1)
+    assert after[0] - after[1] > before[0] - before[1] + 0.05
