@@ -56,6 +56,7 @@ class Trainer:
         self.workdir = os.path.abspath(workdir)
         self.resume = resume
         self._stack = contextlib.ExitStack()
+        self._times: dict[str, float] = {}  # per-phase seconds since the last logged step
 
     # ------------------------------------------------------------------------------- set-up
     def __enter__(self) -> "Trainer":
@@ -112,6 +113,16 @@ class Trainer:
         return SandboxClient(urls, max_retries=sandbox.max_retries)
 
     # --------------------------------------------------------------------------------- parts
+    @contextlib.contextmanager
+    def _timed(self, name: str):
+        """Adds the block's wall seconds to ``time/<name>_s`` of the step being logged next."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = f"time/{name}_s"
+            self._times[key] = self._times.get(key, 0.0) + time.perf_counter() - start
+
     @property
     def limits(self) -> dict:
         return {"timeout_s": self.config.sandbox.timeout_s, "memory_mb": self.config.sandbox.memory_mb}
@@ -125,6 +136,10 @@ class Trainer:
         return jax.random.fold_in(jax.random.key(self.config.seed), step)
 
     def generate(self, step: int) -> loop.ProgramRollout:
+        with self._timed("generate"):
+            return self._generate(step)
+
+    def _generate(self, step: int) -> loop.ProgramRollout:
         return loop.sample_programs(
             self.sampler, self.tokenizer, self.stream.for_step(step),
             samples_per_problem=self.config.rollout.samples_per_problem, params=self.sampling_params(),
@@ -132,6 +147,10 @@ class Trainer:
             stop_ids=self.loaded.config.eos_token_ids)
 
     def execute(self, programs: loop.ProgramRollout):
+        with self._timed("execute"):
+            return self._execute(programs)
+
+    def _execute(self, programs: loop.ProgramRollout):
         return loop.execute_programs(self.client, programs, tests=self.config.data.tests, limits=self.limits)
 
     def evaluate_heldout(self, label: str) -> dict[str, float]:
@@ -164,7 +183,7 @@ class Trainer:
     def train_step(self, step: int, programs: loop.ProgramRollout, results) -> dict[str, float]:
         """Scores one executed rollout and applies one PPO update; returns the step's metrics."""
         config = self.config
-        t0 = time.perf_counter()
+        score_started = time.perf_counter()
         samples, metrics = loop.score_rollout(programs, results, self.tokenizer, self.reward_config)
         rows = config.data.problems_per_step * config.rollout.samples_per_problem
         replayed = []
@@ -174,16 +193,17 @@ class Trainer:
         self.buffer.add(samples)
         batch = loop.ppo_batch(samples + replayed, batch_size=rows + config.buffer.replay_samples,
                                pad_id=self.pad_id)
-        t1 = time.perf_counter()
+        update_started = time.perf_counter()
         self.state, update_metrics = self.update(self.state, PPOBatch(**batch))
         update_metrics = jax.device_get(update_metrics)
-        t2 = time.perf_counter()
+        update_ended = time.perf_counter()
         if self.ppo_config.adaptive_kl:
             self.state = update_kl_coef(self.state, float(update_metrics["kl/seq_k1"]), rows,
                                         self.ppo_config)
         self.sampler.set_weights(self.state.policy)
         metrics.update({k: float(v) for k, v in update_metrics.items()})
-        metrics.update({"time/score_s": t1 - t0, "time/update_s": t2 - t1,
+        metrics.update({"time/score_s": update_started - score_started,
+                        "time/update_s": update_ended - update_started,
                         "samples/replayed": float(len(replayed))})
         return metrics
 
@@ -202,26 +222,29 @@ class Trainer:
         with _stop_on_sigint() as stop_requested, concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="sandbox") as pool:
             pending = self.generate(step) if step < config.total_steps else None
+            step_started = time.perf_counter()
             while step < config.total_steps and not stop_requested():
-                t0 = time.perf_counter()
                 execution = pool.submit(self.execute, pending)
                 upcoming = None
                 if config.rollout.overlap_execution and step + 1 < config.total_steps:
                     upcoming = self.generate(step + 1)  # runs while the sandbox judges `pending`
-                t1 = time.perf_counter()
-                results = execution.result()
-                t2 = time.perf_counter()
+                with self._timed("execute_wait"):
+                    results = execution.result()
                 metrics = self.train_step(step, pending, results)
                 step += 1
                 if config.eval.every and step % config.eval.every == 0 and step < config.total_steps:
-                    metrics.update(self.evaluate_heldout(f"step_{step}"))
+                    with self._timed("eval"):
+                        metrics.update(self.evaluate_heldout(f"step_{step}"))
                 if step % config.checkpoint.every == 0 and step < config.total_steps:
-                    self.checkpoint(step)
-                metrics.update({"time/overlapped_generate_s": t1 - t0, "time/execute_wait_s": t2 - t1,
-                                "time/step_s": time.perf_counter() - t0, **run_setup.compile_stats()})
-                self.logger.log(step, metrics, summary_keys=SUMMARY_KEYS)
+                    with self._timed("checkpoint"):
+                        self.checkpoint(step)
                 if upcoming is None and step < config.total_steps and not stop_requested():
                     upcoming = self.generate(step)
+                now = time.perf_counter()
+                metrics.update(self._times, **run_setup.compile_stats())
+                metrics["time/step_s"] = now - step_started
+                self._times, step_started = {}, now
+                self.logger.log(step, metrics, summary_keys=SUMMARY_KEYS)
                 pending = upcoming
             interrupted = step < config.total_steps
         if interrupted:
