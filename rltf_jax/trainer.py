@@ -29,6 +29,7 @@ import numpy as np
 from rltf_jax import loop, run_setup, sharding
 from rltf_jax.checkpoint import CheckpointOptions, Checkpointer, abstract_like
 from rltf_jax.data import load_problems
+from rltf_jax.evaluate import evaluate_problems
 from rltf_jax.metrics import MetricsLogger
 from rltf_jax.models import load_model
 from rltf_jax.ppo import PPOBatch, PPOConfig, init_train_state, make_update, train_state_shardings, update_kl_coef
@@ -160,17 +161,12 @@ class Trainer:
             problems = problems[: self.config.eval.max_problems]
         if not problems:
             return {}
-        params = SamplingParams(max_new_tokens=self.config.eval.max_new_tokens, greedy=True)
-        passed, batch = 0, self.config.eval.batch_size
-        for start in range(0, len(problems), batch):
-            chunk = problems[start:start + batch]
-            programs = loop.sample_programs(
-                self.sampler, self.tokenizer, chunk, samples_per_problem=1, params=params,
-                rng=jax.random.key(0), prompt_style=self.config.data.prompt_style,
-                stop_ids=self.loaded.config.eos_token_ids)
-            results = loop.execute_programs(self.client, programs, tests="all", limits=self.limits)
-            passed += sum(r is not None and r.verdict == "pass" for r in results)
-        result = {"heldout/pass@1": passed / len(problems), "heldout/problems": float(len(problems))}
+        scores = evaluate_problems(
+            self.sampler, self.client, problems, tokenizer=self.tokenizer, temperature=0.0,
+            max_new_tokens=self.config.eval.max_new_tokens, style=self.config.data.prompt_style,
+            batch_size=self.config.eval.batch_size, limits=self.limits, progress=False)
+        result = {"heldout/pass@1": float(scores["pass@1"]), "heldout/problems": float(len(problems)),
+                  "heldout/sandbox_errors": float(scores["sandbox_errors"])}
         self.logger.log_event(f"eval_{label}", result)
         return result
 
