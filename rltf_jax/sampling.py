@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rltf_jax.models.llama import init_cache
+from rltf_jax.models.decode import forward_unrolled, init_layer_cache, logits_unrolled, unstack_weights
 
 log = logging.getLogger(__name__)
 
@@ -93,35 +93,39 @@ def sample_tokens(logits, rng, temperature, top_p, *, greedy: bool, top_k: int, 
     return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
 
 
-def _generate(graphdef, state, prompt_tokens, prompt_mask, row_active, eos_ids, max_new, temperature,
+def _generate(config, weights, prompt_tokens, prompt_mask, row_active, eos_ids, max_new, temperature,
               top_p, rng, *, new_bucket: int, greedy: bool, top_k: int, use_top_p: bool, pad_id: int,
-              cache_dtype, segments: int = 1):
-    """Prefill + decode on device. prompt_tokens/mask [B, P]; row_active [B] bool (False = batch padding).
+              cache_dtype):
+    """Prefill + decode on device. prompt_tokens/mask [B, P]; row_active [B] bool (False = batch padding);
+    weights: models.decode.UnrolledWeights.
 
     Returns (tokens [B, N] int32, logprobs [B, N] float32, mask [B, N] bool, steps [] int32).
     """
-    model = nnx.merge(graphdef, state)
     b, p = prompt_tokens.shape
     positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0).astype(jnp.int32)
     prompt_len = prompt_mask.sum(axis=1).astype(jnp.int32)
-    cache = init_cache(model.config, b, p + new_bucket, cache_dtype)
-    hidden, cache = model.hidden_states(prompt_tokens, positions, prompt_mask, cache, cache_is_empty=True)
+    cache = init_layer_cache(config, b, p + new_bucket, cache_dtype)
+    hidden, cache = forward_unrolled(config, weights, prompt_tokens, positions, prompt_mask, cache,
+                                     cache_is_empty=True)
     sample = functools.partial(sample_tokens, greedy=greedy, top_k=top_k, use_top_p=use_top_p)
     rng, step_rng = jax.random.split(rng)
-    tok, lp = sample(model.logits(hidden[:, -1]), step_rng, temperature, top_p)
+    tok, lp = sample(logits_unrolled(weights, hidden[:, -1]), step_rng, temperature, top_p)
     out_tokens = jnp.full((b, new_bucket), pad_id, jnp.int32).at[:, 0].set(tok)
     out_lp = jnp.zeros((b, new_bucket), jnp.float32).at[:, 0].set(lp)
     out_mask = jnp.zeros((b, new_bucket), bool).at[:, 0].set(row_active)
     done = ~row_active | jnp.isin(tok, eos_ids)
 
-    def body(carry, attend_limit):
+    def cond(carry):
+        _, _, _, _, done, i, _ = carry
+        return (i + 1 < max_new) & ~jnp.all(done)
+
+    def body(carry):
         cache, out_tokens, out_lp, out_mask, done, i, rng = carry
         tok_in = jax.lax.dynamic_slice_in_dim(out_tokens, i, 1, axis=1)
         pos = (prompt_len + i)[:, None]
-        hidden, cache = model.hidden_states(tok_in, pos, jnp.ones_like(tok_in, bool), cache,
-                                            attend_limit=attend_limit)
+        hidden, cache = forward_unrolled(config, weights, tok_in, pos, jnp.ones_like(tok_in, bool), cache)
         rng, step_rng = jax.random.split(rng)
-        tok, lp = sample(model.logits(hidden[:, 0]), step_rng, temperature, top_p)
+        tok, lp = sample(logits_unrolled(weights, hidden[:, 0]), step_rng, temperature, top_p)
         tok = jnp.where(done, pad_id, tok)
         lp = jnp.where(done, 0.0, lp)
         out_tokens = jax.lax.dynamic_update_slice(out_tokens, tok[:, None], (0, i + 1))
@@ -130,19 +134,8 @@ def _generate(graphdef, state, prompt_tokens, prompt_mask, row_active, eos_ids, 
         done = done | jnp.isin(tok, eos_ids)
         return cache, out_tokens, out_lp, out_mask, done, i + 1, rng
 
-    # Decode in `segments` loops; loop j attends only to the first p + (j+1) * seg slots (static), so
-    # early steps do not read the cache's unwritten tail. Each loop exits early once all rows are done.
-    seg = new_bucket // segments
     carry = (cache, out_tokens, out_lp, out_mask, done, jnp.zeros((), jnp.int32), rng)
-    for j in range(segments):
-        end = (j + 1) * seg
-
-        def cond(carry, end=end):
-            _, _, _, _, done, i, _ = carry
-            return (i + 1 < jnp.minimum(max_new, end)) & ~jnp.all(done)
-
-        carry = jax.lax.while_loop(cond, functools.partial(body, attend_limit=p + end), carry)
-    _, out_tokens, out_lp, out_mask, _, steps, _ = carry
+    _, out_tokens, out_lp, out_mask, _, steps, _ = jax.lax.while_loop(cond, body, carry)
     return out_tokens, out_lp, out_mask, steps + 1
 
 
@@ -150,13 +143,11 @@ class Sampler:
     """Generates from a LoadedModel; weights can be swapped after each PPO update (`set_weights`)."""
 
     def __init__(self, loaded, *, mesh=None, cache_dtype=None, eos_token_ids: Sequence[int] | None = None,
-                 min_prompt_bucket: int = 16, min_new_bucket: int = 16, decode_segments: int = 4):
+                 min_prompt_bucket: int = 16, min_new_bucket: int = 16):
         """loaded: a LoadedModel; mesh: run sharded (params per their logical axes, rows over
         ("data", "fsdp")); cache_dtype: KV-cache dtype (default: the compute dtype); eos_token_ids: stop
         tokens (default: the config's and the tokenizer's EOS; () = never stop early, for benchmarks);
-        min_*_bucket: smallest prompt / new-token bucket; decode_segments: the decode loop is split in this
-        many loops, each attending only to the cache filled so far (more segments read less cache but
-        compile more loop bodies)."""
+        min_*_bucket: smallest prompt / new-token bucket."""
         self.tokenizer = loaded.tokenizer
         if self.tokenizer is None:
             raise ValueError(f"model {loaded.name!r} has no tokenizer; the sampler needs one")
@@ -164,10 +155,7 @@ class Sampler:
         self.mesh = mesh
         self.cache_dtype = cache_dtype or loaded.config.compute_dtype
         self.min_prompt_bucket, self.min_new_bucket = min_prompt_bucket, min_new_bucket
-        if decode_segments < 1 or min_new_bucket % decode_segments:
-            raise ValueError(f"decode_segments={decode_segments} must be >= 1 and divide min_new_bucket")
-        self.decode_segments = decode_segments
-        self.graphdef, state = nnx.split(loaded.model)
+        state = nnx.state(loaded.model)
         if eos_token_ids is None:
             eos = set(loaded.config.eos_token_ids)
             if self.tokenizer.eos_token_id is not None:
@@ -180,21 +168,27 @@ class Sampler:
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else max(int(self.eos_ids[0]), 0))
         self.compiled_buckets: dict[tuple, float] = {}  # bucket key -> compile+first-run seconds
-        self._state_shardings = None
-        self._batch_sharding = None
+        self._state_shardings = self._weight_shardings = self._batch_sharding = None
         if mesh is not None:
-            from rltf_jax.sharding import batch_sharding, state_shardings
+            from rltf_jax.sharding import batch_sharding, state_shardings, unrolled_weight_shardings
 
             self._state_shardings = state_shardings(state, mesh)
+            self._weight_shardings = unrolled_weight_shardings(state, mesh)
             self._batch_sharding = batch_sharding(mesh)
         self.set_weights(state)
         self._jitted = {}
 
     def set_weights(self, state: nnx.State) -> None:
-        """Uses `state` (same graphdef as the loaded model, e.g. after a PPO update) from now on."""
+        """Uses `state` (same graphdef as the loaded model, e.g. after a PPO update) from now on.
+
+        The stacked layer weights are split into per-layer buffers (models/decode.py), a copy the
+        size of the layer weights that lets every decode step read weights in place."""
         if self._state_shardings is not None:
             state = jax.device_put(state, self._state_shardings)
-        self.state = state
+        weights = unstack_weights(state)
+        if self._weight_shardings is not None:
+            weights = jax.device_put(weights, self._weight_shardings)
+        self.weights = weights
 
     def _batch_multiple(self) -> int:
         if self.mesh is None:
@@ -213,19 +207,18 @@ class Sampler:
         if key not in self._jitted:
             b, p, n, greedy, top_k, use_top_p = key
             fn = functools.partial(_generate, new_bucket=n, greedy=greedy, top_k=top_k,
-                                   use_top_p=use_top_p, pad_id=self.pad_id, cache_dtype=self.cache_dtype,
-                                   segments=self.decode_segments)
+                                   use_top_p=use_top_p, pad_id=self.pad_id, cache_dtype=self.cache_dtype)
             kwargs = {}
             if self.mesh is not None:
                 from jax.sharding import NamedSharding, PartitionSpec
 
                 rep = NamedSharding(self.mesh, PartitionSpec())
                 rows = NamedSharding(self.mesh, PartitionSpec(("data", "fsdp")))
-                kwargs = dict(in_shardings=(self._state_shardings, self._batch_sharding, self._batch_sharding,
+                kwargs = dict(in_shardings=(self._weight_shardings, self._batch_sharding, self._batch_sharding,
                                             rows, rep, rep, rep, rep, rep),
                               out_shardings=(self._batch_sharding, self._batch_sharding,
                                              self._batch_sharding, rep))
-            self._jitted[key] = jax.jit(lambda *args: fn(self.graphdef, *args), **kwargs)
+            self._jitted[key] = jax.jit(functools.partial(fn, self.config), **kwargs)
         return self._jitted[key]
 
     def generate(self, prompts: list[str], params: SamplingParams, rng: jax.Array) -> Rollout:
@@ -253,7 +246,7 @@ class Sampler:
         key = (b, p, n, params.greedy, 0 if params.greedy else params.top_k, use_top_p)
         fn = self._jit(key)
         start = time.perf_counter()
-        out = fn(self.state, tokens, mask, active, self.eos_ids, np.int32(params.max_new_tokens),
+        out = fn(self.weights, tokens, mask, active, self.eos_ids, np.int32(params.max_new_tokens),
                  np.float32(params.temperature), np.float32(params.top_p), rng)
         out_tokens, out_lp, out_mask, _ = jax.device_get(out)
         if key not in self.compiled_buckets:

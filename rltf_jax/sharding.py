@@ -120,6 +120,26 @@ def shard_model(model: nnx.Module, mesh: Mesh) -> nnx.Module:
     return model
 
 
+def unrolled_weight_shardings(state: nnx.State, mesh: Mesh):
+    """UnrolledWeights of NamedShardings (rltf_jax.models.decode): each layer's slice keeps the stacked
+    parameter's layout without its leading `layers` axis."""
+    from rltf_jax.models.decode import UnrolledWeights
+    from rltf_jax.models.llama import LAYER_PARAM_AXES
+
+    def sharding_of(var, drop_layers=False):
+        axes, shape = _variable_axes(var), var.shape
+        if drop_layers:
+            axes, shape = axes[1:], shape[1:]
+        return logical_sharding(axes, shape, mesh)
+
+    layers = state["layers"]
+    per_layer = {name: sharding_of(layers[name], drop_layers=True) for name in LAYER_PARAM_AXES if name in layers}
+    n = layers["wq"].shape[0]
+    return UnrolledWeights(sharding_of(state["embed"]), sharding_of(state["final_norm"]),
+                           sharding_of(state["lm_head"]) if "lm_head" in state else None,
+                           tuple(dict(per_layer) for _ in range(n)))
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """NamedSharding of a [batch, seq] array: batch over ("data", "fsdp"), seq replicated."""
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES, None))

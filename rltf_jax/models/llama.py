@@ -207,8 +207,12 @@ class DecoderLayers(nnx.Module):
 
 
 def decoder_block(config: ModelConfig, p: dict, x, positions, self_mask, inv_freq,
-                  cache_k=None, cache_v=None, cache_mask=None):
-    """One pre-norm block. x [B, T, D] -> (x, k [B, T, K, hd] after RoPE, v [B, T, K, hd])."""
+                  cache_k=None, cache_v=None, cache_mask=None, attend=None):
+    """One pre-norm block. x [B, T, D] -> (x, k [B, T, K, hd] after RoPE, v [B, T, K, hd]).
+
+    attend: optional (q [B, T, H, hd], k, v [B, T, K, hd]) -> [B, T, H, hd] replacing the built-in
+    attention (the unrolled decoder in models/decode.py brings its own cache layout).
+    """
     c, dt = config, config.compute_dtype
     b, t, _ = x.shape
     h = rms_norm(x, p["attn_norm"], c.rms_norm_eps)
@@ -218,7 +222,10 @@ def decoder_block(config: ModelConfig, p: dict, x, positions, self_mask, inv_fre
     q = apply_rope(q.reshape(b, t, c.num_heads, c.head_dim), positions, inv_freq)
     k = apply_rope(k.reshape(b, t, c.num_kv_heads, c.head_dim), positions, inv_freq)
     v = v.reshape(b, t, c.num_kv_heads, c.head_dim)
-    attn = _attention(q, k, v, self_mask, cache_k, cache_v, cache_mask)
+    if attend is not None:
+        attn = attend(q, k, v)
+    else:
+        attn = _attention(q, k, v, self_mask, cache_k, cache_v, cache_mask)
     x = x + _dense(attn.reshape(b, t, -1), p["wo"], dt)
     h = rms_norm(x, p["mlp_norm"], c.rms_norm_eps)
     gate = _dense(h, p["w_gate"], jnp.float32)

@@ -1,0 +1,128 @@
+"""An unrolled decoder for generation: per-layer weight and cache buffers, no per-step copies.
+
+Under `lax.scan`, XLA's CPU backend copies each layer's weight slice (and cache slice) out of the
+stacked `[L, ...]` arrays before every dot, so a scanned decode step moves every weight byte twice.
+Decoding is memory-bound, so the sampler instead runs this unrolled form: the stacked weights are split
+once (`unstack_weights`, on each `set_weights`) into L separate buffers per parameter, the KV cache is
+L separate buffers per layer, and the step is a Python loop over layers whose dots read those buffers in
+place and whose cache writes are in-place dynamic-update-slices. Numerically it is the same block
+(`llama.decoder_block`); only the attention's cache layout differs: keys are stored transposed
+`[B, K, hd, S]` so both attention dots are in canonical (non-transposed) form.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rltf_jax.models.config import ModelConfig
+from rltf_jax.models.llama import LAYER_PARAM_AXES, MASK_VALUE, decoder_block, rms_norm, rope_inv_freq
+
+
+class UnrolledWeights(NamedTuple):
+    """embed [V, D]; final_norm [D]; lm_head [D, V] or None (tied); layers: L dicts of per-layer arrays."""
+
+    embed: jax.Array
+    final_norm: jax.Array
+    lm_head: jax.Array | None
+    layers: tuple
+
+
+class LayerCache(NamedTuple):
+    """keys: L arrays [B, K, hd, S]; values: L arrays [B, K, S, hd]; valid [B, S] bool; index [] int32."""
+
+    keys: tuple
+    values: tuple
+    valid: jax.Array
+    index: jax.Array
+
+
+@jax.jit
+def _split(stacked: dict) -> tuple:
+    n = next(iter(stacked.values())).shape[0]
+    return tuple({name: arr[l] for name, arr in stacked.items()} for l in range(n))
+
+
+def unstack_weights(state: nnx.State) -> UnrolledWeights:
+    """A CausalLM state -> UnrolledWeights (new device buffers: one per layer and parameter)."""
+    layers = state["layers"]
+    stacked = {name: layers[name][...] for name in LAYER_PARAM_AXES if name in layers}
+    lm_head = state["lm_head"][...] if "lm_head" in state else None
+    return UnrolledWeights(state["embed"][...], state["final_norm"][...], lm_head, _split(stacked))
+
+
+def init_layer_cache(config: ModelConfig, batch: int, max_len: int, dtype) -> LayerCache:
+    kshape = (batch, config.num_kv_heads, config.head_dim, max_len)
+    vshape = (batch, config.num_kv_heads, max_len, config.head_dim)
+    n = config.num_layers
+    return LayerCache(tuple(jnp.zeros(kshape, dtype) for _ in range(n)),
+                      tuple(jnp.zeros(vshape, dtype) for _ in range(n)),
+                      jnp.zeros((batch, max_len), bool), jnp.zeros((), jnp.int32))
+
+
+def _cached_attention(q, keys_t, values, visible):
+    """q [B, T, H, hd]; keys_t [B, K, hd, S]; values [B, K, S, hd] (already holding the T new tokens);
+    visible [B, T, S] bool (valid slot and causal). Returns [B, T, H, hd]."""
+    b, t, h, hd = q.shape
+    kv = keys_t.shape[1]
+    g = h // kv
+    dt = q.dtype
+    qg = (q.astype(jnp.float32) * (hd ** -0.5)).astype(dt).reshape(b, t, kv, g, hd)
+    qg = qg.transpose(0, 2, 1, 3, 4).reshape(b, kv, t * g, hd)  # rows ordered (t, g)
+    scores = jnp.matmul(qg, keys_t.astype(dt), preferred_element_type=jnp.float32)  # [B, K, T*G, S]
+    mask = jnp.repeat(visible, g, axis=1)[:, None]  # [B, 1, T*G, S]
+    probs = jax.nn.softmax(jnp.where(mask, scores, MASK_VALUE), axis=-1)
+    out = jnp.matmul(probs.astype(dt), values.astype(dt), preferred_element_type=jnp.float32)  # [B, K, T*G, hd]
+    return out.reshape(b, kv, t, g, hd).transpose(0, 2, 1, 3, 4).reshape(b, t, h, hd).astype(dt)
+
+
+def forward_unrolled(config: ModelConfig, w: UnrolledWeights, tokens, positions, attention_mask,
+                     cache: LayerCache, *, cache_is_empty: bool = False):
+    """As CausalLM.hidden_states with a cache. tokens/positions/attention_mask [B, T]; the T tokens are
+    written at slots [cache.index, cache.index + T) and attend to every valid slot up to their own.
+    Returns (hidden [B, T, D] after the final norm, the updated cache).
+
+    Each layer writes its new keys/values into the cache *before* attending over it, so the only
+    reader of the old buffer is the in-place update (XLA would otherwise copy the cache every step).
+    """
+    c, dt = config, config.compute_dtype
+    t = tokens.shape[1]
+    mask = attention_mask.astype(bool)
+    x = jnp.take(w.embed, tokens, axis=0).astype(dt)
+    inv_freq = jnp.asarray(rope_inv_freq(c))
+    self_mask = jnp.tril(jnp.ones((t, t), bool))[None] & mask[:, None, :]
+    keys, values = list(cache.keys), list(cache.values)
+    idx = cache.index
+    valid = jax.lax.dynamic_update_slice(cache.valid, mask, (0, idx))
+    slots = jnp.arange(valid.shape[1])
+    visible = valid[:, None, :] & (slots[None, None, :] <= idx + jnp.arange(t)[None, :, None])  # [B, T, S]
+
+    def write(l, k, v):
+        keys[l] = jax.lax.dynamic_update_slice(keys[l], k.transpose(0, 2, 3, 1).astype(keys[l].dtype),
+                                               (0, 0, 0, idx))
+        values[l] = jax.lax.dynamic_update_slice(values[l], v.transpose(0, 2, 1, 3).astype(values[l].dtype),
+                                                 (0, 0, idx, 0))
+
+    for l, p in enumerate(w.layers):
+        if cache_is_empty:
+            x, k, v = decoder_block(c, p, x, positions, self_mask, inv_freq)
+            write(l, k, v)
+        else:
+            def attend(q, k, v, l=l):
+                write(l, k, v)
+                return _cached_attention(q, keys[l], values[l], visible)
+
+            x, _, _ = decoder_block(c, p, x, positions, self_mask, inv_freq, attend=attend)
+    hidden = rms_norm(x, w.final_norm, c.rms_norm_eps)
+    return hidden, LayerCache(tuple(keys), tuple(values), valid, idx + t)
+
+
+def logits_unrolled(w: UnrolledWeights, hidden: jax.Array) -> jax.Array:
+    """hidden [..., D] -> float32 logits [..., V]."""
+    if w.lm_head is None:
+        return jnp.einsum("...d,vd->...v", hidden.astype(w.embed.dtype), w.embed,
+                          preferred_element_type=jnp.float32)
+    return jnp.matmul(hidden.astype(w.lm_head.dtype), w.lm_head, preferred_element_type=jnp.float32)
