@@ -126,8 +126,6 @@ def _attention(q, k, v, self_mask, cache_k=None, cache_v=None, cache_mask=None):
     b, t, h, hd = q.shape
     kv = k.shape[2]
     qg = (q.astype(jnp.float32) * (hd ** -0.5)).astype(q.dtype).reshape(b, t, kv, h // kv, hd)
-    if cache_k is not None and t == 1:
-        return _decode_attention(qg[:, 0], k[:, 0], v[:, 0], cache_k, cache_v, cache_mask).reshape(b, 1, h, hd)
     scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
     scores = jnp.where(self_mask[:, None, None], scores, MASK_VALUE)
     if cache_k is not None:
@@ -146,27 +144,6 @@ def _attention(q, k, v, self_mask, cache_k=None, cache_v=None, cache_mask=None):
         out = jnp.einsum("bkgts,bskd->btkgd", probs.astype(q.dtype), v,
                          preferred_element_type=jnp.float32)
     return out.reshape(b, t, h, hd).astype(q.dtype)
-
-
-def _decode_attention(q, k, v, cache_k, cache_v, cache_mask):
-    """One new query per row, as elementwise products and reductions instead of dots.
-
-    q [B, K, G, hd] (pre-scaled); k, v [B, K, hd] (the new token); cache_k, cache_v [B, K, S, hd];
-    cache_mask [B, 1, S]. Returns [B, K, G, hd] in q's dtype. Decode is memory-bound: as a loop fusion
-    XLA reads each layer's cache slice in place, where a dot would first copy it out of the stack.
-    """
-    f32 = jnp.float32
-    qf = q.astype(f32)
-    cache_scores = jnp.sum(qf[:, :, :, None, :] * cache_k[:, :, None, :, :].astype(f32), axis=-1)  # [B,K,G,S]
-    cache_scores = jnp.where(cache_mask[:, :, None, :], cache_scores, MASK_VALUE)
-    self_score = jnp.sum(qf * k[:, :, None, :].astype(f32), axis=-1)  # [B, K, G]
-    top = jnp.maximum(jnp.max(cache_scores, axis=-1), self_score)
-    cache_w = jnp.exp(cache_scores - top[..., None])
-    self_w = jnp.exp(self_score - top)
-    total = jnp.sum(cache_w, axis=-1) + self_w
-    out = jnp.sum(cache_w[..., None] * cache_v[:, :, None, :, :].astype(f32), axis=-2)
-    out = out + self_w[..., None] * v[:, :, None, :].astype(f32)
-    return (out / total[..., None]).astype(q.dtype)
 
 
 class DecoderLayers(nnx.Module):
@@ -251,15 +228,15 @@ class CausalLM(nnx.Module):
         return init_cache(self.config, batch, max_len, dtype)
 
     def hidden_states(self, tokens, positions, attention_mask, cache: KVCache | None = None, *,
-                      cache_is_empty: bool = False, attend_limit: int | None = None):
+                      cache_is_empty: bool = False):
         """tokens, positions [B, T] int32; attention_mask [B, T] bool (True = real token).
 
         Returns (hidden [B, T, D] after the final norm, in the compute dtype; the updated cache or None).
         With a cache, the T tokens are written at slots [cache.index, cache.index + T) and attend to
         every valid earlier slot; without, attention is causal over the T tokens (left padding is fine:
         positions come from the caller, padding keys are masked out). cache_is_empty=True (prefill of a
-        fresh cache) skips attending to the cache's empty slots; attend_limit=n (static) attends only to
-        slots [0, n), which the caller guarantees hold every written slot (decode reads less cache).
+        fresh cache) skips attending to the cache's empty slots. (The sampler decodes with the
+        unrolled form in models/decode.py, which avoids XLA CPU's per-layer slice copies.)
         """
         c, dt = self.config, self.config.compute_dtype
         if tokens.ndim != 2 or positions.shape != tokens.shape or attention_mask.shape != tokens.shape:
@@ -281,12 +258,10 @@ class CausalLM(nnx.Module):
             x, _ = jax.lax.scan(body, x, params)
             new_cache = None
         else:
-            limit = cache.valid.shape[1] if attend_limit is None else attend_limit
-            cache_mask = cache.valid[:, None, :limit]
+            cache_mask = cache.valid[:, None, :]
 
             def body(x, xs):
                 p, ck, cv = xs
-                ck, cv = ck[:, :, :limit], cv[:, :, :limit]
                 x, k, v = decoder_block(c, p, x, positions, self_mask, inv_freq, ck, cv, cache_mask)
                 return x, (k, v)
 

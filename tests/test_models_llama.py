@@ -1,0 +1,46 @@
+"""CausalLM: the KV-cache path equals the training path; shapes, dtypes, logical axes, bad input."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from rltf_jax.models import CausalLM, load_model, tiny_config
+from rltf_jax.models.llama import LAYER_PARAM_AXES
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-qwen2"])
+def test_prefill_then_decode_equals_full_forward(name):
+    model = load_model(name).model
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(3, 49152, (2, 10)).astype(np.int32)
+    mask = np.ones((2, 10), bool)
+    mask[0, :4] = False  # row 0 left-padded
+    positions = np.maximum(np.cumsum(mask, 1) - 1, 0).astype(np.int32)
+    full, _, _ = model(jnp.asarray(tokens), jnp.asarray(positions), jnp.asarray(mask))
+    cache = model.init_cache(2, 16)
+    logits, _, cache = model(jnp.asarray(tokens[:, :7]), jnp.asarray(positions[:, :7]), jnp.asarray(mask[:, :7]), cache)
+    steps = [logits]
+    for i in range(7, 10):
+        step, _, cache = model(jnp.asarray(tokens[:, i:i + 1]), jnp.asarray(positions[:, i:i + 1]),
+                               jnp.asarray(mask[:, i:i + 1]), cache)
+        steps.append(step)
+    incremental = np.concatenate([np.asarray(s) for s in steps], axis=1)
+    assert int(cache.index) == 10
+    np.testing.assert_allclose(incremental[mask], np.asarray(full)[mask], atol=1e-5)
+
+
+def test_every_parameter_has_logical_axes():
+    model = CausalLM(tiny_config("qwen2"), rngs=nnx.Rngs(0))
+    for path, var in nnx.to_flat_state(nnx.state(model)):
+        axes = var.get_metadata()["out_sharding"]
+        assert len(axes) == var[...].ndim, path
+    assert set(model.layers.stacked()) == set(LAYER_PARAM_AXES)  # qwen2 has q/k/v biases
+
+
+def test_bad_shapes_are_rejected():
+    model = load_model("tiny-llama").model
+    with pytest.raises(ValueError, match="batch, seq"):
+        model(jnp.ones((2, 3), jnp.int32), jnp.ones((2, 4), jnp.int32), jnp.ones((2, 3), bool))
+    with pytest.raises(ValueError, match="num_kv_heads"):
+        tiny_config(num_kv_heads=3)
