@@ -29,6 +29,7 @@ import numpy as np
 from flax import nnx
 
 from rltf_jax.models import load_model
+from rltf_jax.models.decode import unstack_weights
 from rltf_jax.models.registry import smollm2_gguf_path
 from rltf_jax.sampling import Sampler, SamplingParams
 
@@ -72,29 +73,28 @@ def bench_jax(dtype: str, batches, new_tokens: int, out: dict) -> None:
 
 
 def floor_fn(state: nnx.State, new_tokens: int):
-    """A jitted loop of `new_tokens` steps of only the weight matmuls of one decode step."""
-    layers = {k: v for k, v in state["layers"].items()}
-    w = {name: layers[name][...] for name in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")}
-    embed = state["embed"][...]
+    """A jitted loop of `new_tokens` steps of only the weight matmuls of one decode step, over per-layer
+    weight buffers (as the sampler decodes; a scan over stacked weights would add slice copies)."""
+    weights = unstack_weights(state)
+    names = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+    layers = tuple({n: layer[n] for n in names} for layer in weights.layers)
 
     def mm(x, m):
         return jnp.matmul(x.astype(m.dtype), m, preferred_element_type=jnp.float32)
 
     @jax.jit
-    def run(x, w, embed):
+    def run(x, layers, embed):
         def step(_, x):
-            def layer(x, p):
+            for p in layers:
                 q, k, v = mm(x, p["wq"]), mm(x, p["wk"]), mm(x, p["wv"])
                 x = x + mm(q + jnp.tile(k + v, q.shape[-1] // k.shape[-1]), p["wo"])
-                return x + mm(mm(x, p["w_gate"]) * mm(x, p["w_up"]), p["w_down"]) * 1e-3, None
-
-            x, _ = jax.lax.scan(layer, x, w)
+                x = x + mm(mm(x, p["w_gate"]) * mm(x, p["w_up"]), p["w_down"]) * 1e-3
             logits = jnp.einsum("bd,vd->bv", x.astype(embed.dtype), embed, preferred_element_type=jnp.float32)
             return x + logits[:, : x.shape[-1]] * 1e-6
 
         return jax.lax.fori_loop(0, new_tokens, step, x)
 
-    return lambda x: run(x, w, embed)
+    return lambda x: run(x, layers, weights.embed)
 
 
 def bench_floor(dtype: str, batches, new_tokens: int, out: dict) -> None:
