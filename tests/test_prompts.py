@@ -152,3 +152,16 @@ def test_crlf_and_indented_fence_spans_are_exact():
     code = extract_code(ADD, response)
     assert code.program.startswith("def add(a, b):")
     _assert_spans_exact(code, response)
+
+
+def test_apps_call_problem_shows_starter_and_carries_its_typing_import(tokenizer):
+    import pathlib
+    fixtures = pathlib.Path(__file__).parent / "fixtures"
+    problem = {p.id: p for p in load_problems(f"apps:{fixtures / 'apps.jsonl'}:test")}["apps/test/17"]
+    text = build_prompt(problem, tokenizer)
+    assert "Use this starter code:" in text and "def maxArea(self, height: List[int])" in text
+    response = ("```python\nclass Solution:\n    def maxArea(self, height: List[int]) -> int:\n"
+                "        return 0\n```")
+    code = extract_code(problem, response)
+    assert code.prefix == "from typing import *\n"
+    _assert_spans_exact(code, response)
