@@ -168,11 +168,7 @@ def markdown_table(result: dict) -> str:
 def load_policy(model: str | None, checkpoint: str | None):
     """A `LoadedModel` from a model name/path or a training checkpoint directory."""
     if checkpoint:
-        try:
-            from rltf_jax.checkpoint import load_policy as load_checkpoint_policy
-        except ImportError as err:
-            raise SystemExit("--checkpoint needs rltf_jax.checkpoint.load_policy(directory) -> "
-                             f"LoadedModel, which is not available: {err}") from err
+        from rltf_jax.policy_checkpoint import load_policy as load_checkpoint_policy
         return load_checkpoint_policy(checkpoint)
     from rltf_jax.models import load_model
     return load_model(model)
@@ -192,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rltf_jax.evaluate", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="model name or path (see rltf_jax.models.load_model)")
-    source.add_argument("--checkpoint", help="training checkpoint directory")
+    source.add_argument("--checkpoint", help="training run directory or its checkpoints/ (latest step)")
     source.add_argument("--solutions", action="store_true", help="grade the reference solutions")
     parser.add_argument("--dataset", required=True, help="e.g. humaneval, starter:heldout, mbpp:FILE")
     parser.add_argument("--num-samples", type=int, default=1)
