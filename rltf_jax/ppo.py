@@ -180,7 +180,12 @@ def _copy(tree):
 
 def init_train_state(loaded_or_model, config: PPOConfig, seed: int = 0) -> tuple[TrainState, ModelDefs]:
     """A fresh TrainState from a LoadedModel (or a CausalLM): reference = a copy of the policy,
-    value model per `config.value_mode` (none for critic-free advantages), AdamW state, step 0."""
+    value model per `config.value_mode` (none for critic-free advantages), AdamW state, step 0.
+
+    The state's policy arrays *are* the model's (no copy); the update donates its state, so after the
+    first update the model's own arrays are gone: read weights from `state.policy` from then on
+    (e.g. `Sampler.set_weights(state.policy)`).
+    """
     model = getattr(loaded_or_model, "model", loaded_or_model)
     policy_def, policy = nnx.split(model, nnx.Param)
     value_def, value = None, {}
@@ -281,6 +286,8 @@ def loss_fn(params, defs, config, kl_coef, mb: dict, denominator):
     mask = mb["action_mask"]
     policy_loss, clipped = L.clipped_policy_loss(logp, mb["old_logp"], mb["advantages"], mask,
                                                  config.clip_eps, denominator)
+    if config.ent_coef == 0.0:  # a metric only: no backward pass through the [B, L, V] entropy
+        entropy = jax.lax.stop_gradient(entropy)
     entropy_sum = L.masked_sum(entropy, mask)
     loss = policy_loss - config.ent_coef * entropy_sum / denominator
     kl_loss = jnp.zeros(())
