@@ -26,6 +26,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def default_uid_base(workers: int) -> int:
+    """A uid range of its own for this service: 1,000,000 + (pid mod 100,000) * 256."""
+    if workers > 256:
+        raise SystemExit("more than 256 workers need an explicit --uid-base")
+    return 1_000_000 + (os.getpid() % 100_000) * 256
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sandbox_service", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback default)")
@@ -37,8 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recycle-after", type=int, default=500,
                         help="jobs per zygote before it is replaced")
     parser.add_argument("--tmp-mb", type=int, default=64, help="size of each run's /tmp")
-    parser.add_argument("--uid-base", type=int, default=61000,
-                        help="worker i runs programs as uid/gid uid_base + i")
+    parser.add_argument("--uid-base", type=int, default=None,
+                        help="worker i runs programs as uid/gid uid_base + i (default: a base "
+                             "derived from this process id, so services on one machine never "
+                             "share uids, and with them RLIMIT_NPROC counts)")
     parser.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                         help=f"require 'Authorization: Bearer TOKEN' (or env {TOKEN_ENV})")
     parser.add_argument("--log-level", default="warning")
@@ -58,9 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     if not _is_loopback(args.host) and not args.token:
         logging.warning("binding %s without --token: anyone who can reach it can run code",
                         args.host)
+    uid_base = args.uid_base if args.uid_base is not None else default_uid_base(args.workers)
     config = PoolConfig(workers=args.workers, max_queue=args.max_queue,
                         recycle_after=args.recycle_after, tmp_mb=args.tmp_mb,
-                        uid_base=args.uid_base)
+                        uid_base=uid_base)
     app = create_app(config, token=args.token)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 access_log=False)

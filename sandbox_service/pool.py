@@ -38,7 +38,7 @@ class PoolConfig:
     max_queue: int = 1024          # executions admitted (waiting + running) before 429
     recycle_after: int = 500       # jobs per zygote before it is replaced
     tmp_mb: int = 64               # size of each run's /tmp
-    uid_base: int = 61000          # worker i runs programs as uid/gid uid_base + i
+    uid_base: int = 1_000_000      # worker i runs programs as uid/gid uid_base + i
     python: str = sys.executable
     deadline_slack_s: float = 10.0  # outer deadline = timeout_s * (tests + 1) + slack
     start_timeout_s: float = 60.0

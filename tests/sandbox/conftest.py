@@ -57,9 +57,12 @@ SECRET_VALUE = "canary-7f3a9c1e5b"
 
 @pytest.fixture(scope="session")
 def service():
-    # A secret in the service's own environment: no program may ever see it.
-    proc, url = start_service(workers=2, env={**os.environ, SECRET_ENV: SECRET_VALUE})
-    yield {"url": url, "pid": proc.pid, "port": int(url.rsplit(":", 1)[1])}
+    # A uid range of its own (other services may run on this machine at the same time), and a
+    # secret in the service's own environment that no program may ever see.
+    uid_base = 3_000_000 + (os.getpid() % 100_000) * 16
+    proc, url = start_service("--uid-base", str(uid_base), workers=2,
+                              env={**os.environ, SECRET_ENV: SECRET_VALUE})
+    yield {"url": url, "pid": proc.pid, "port": int(url.rsplit(":", 1)[1]), "uid_base": uid_base}
     stop_service(proc)
 
 

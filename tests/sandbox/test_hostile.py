@@ -19,14 +19,11 @@ import pytest
 from conftest import SECRET_VALUE, assert_service_judges_correctly
 
 FAST = {"timeout_s": 2.0, "memory_mb": 512, "output_bytes": 4096}
-UID_BASE = 61000
-
-
-def _leftover_jailed_processes() -> list[str]:
-    """Processes running as a sandbox uid beyond each worker's one waiting spare child."""
+def _leftover_jailed_processes(uid_base: int) -> list[str]:
+    """Processes running as this service's sandbox uids beyond each worker's waiting spare."""
     out = subprocess.run(["ps", "-eo", "uid=,pid=,comm="], capture_output=True, text=True).stdout
     jailed = [line for line in out.splitlines()
-              if UID_BASE <= int(line.split()[0]) < UID_BASE + 64]
+              if uid_base <= int(line.split()[0]) < uid_base + 16]
     per_uid: dict[str, list[str]] = {}
     for line in jailed:
         per_uid.setdefault(line.split()[0], []).append(line)
@@ -34,7 +31,7 @@ def _leftover_jailed_processes() -> list[str]:
 
 
 @pytest.fixture
-def hostile(run, http):
+def hostile(run, http, service):
     """Runs a probe, then checks the service is healthy and judges the next request right."""
 
     def _hostile(code, test="pass", mode="assert", limits=FAST, **fields):
@@ -42,7 +39,7 @@ def hostile(run, http):
                      limits=limits, **fields)
         assert http.get("/healthz").json()["workers_alive"] == 2
         assert_service_judges_correctly(run)
-        assert _leftover_jailed_processes() == []
+        assert _leftover_jailed_processes(service["uid_base"]) == []
         return result
 
     return _hostile
