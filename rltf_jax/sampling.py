@@ -3,6 +3,9 @@
 One jitted function per shape bucket (batch, prompt length, new tokens, each rounded up to a power of
 two) runs the whole generation on device: prefill of the left-padded prompts, then one token per
 loop step written in place into the cache, exiting early once every row has produced an EOS token.
+The step runs the layers unrolled over per-layer weight and cache buffers (models/decode.py), which
+on XLA:CPU avoids copying every layer's weights and cache out of the stacked arrays at every token;
+training keeps the scanned CausalLM (same block code, same numerics).
 Stop strings are matched on the host after decoding (a token sequence cannot be matched against a
 string on device without a per-step detokenizer): the response mask is cut after the token that
 completes the earliest stop string and the text is cut before it (as vLLM and the Codex evaluation
