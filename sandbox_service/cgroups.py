@@ -19,12 +19,40 @@ def _write(path: str, value: str) -> None:
         f.write(value)
 
 
+def _remove_stale_groups(root: str) -> None:
+    """Remove empty groups left by services that were killed (their pid no longer exists)."""
+    for controller in ("memory", "pids"):
+        parent = os.path.join(root, controller)
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in names:
+            pid = name.removeprefix("rltf_sandbox_")
+            if not name.startswith("rltf_sandbox_") or not pid.isdigit():
+                continue
+            if os.path.exists(f"/proc/{pid}"):
+                continue
+            base = os.path.join(parent, name)
+            for slot in os.listdir(base):
+                if slot.startswith("slot"):
+                    try:
+                        os.rmdir(os.path.join(base, slot))
+                    except OSError:
+                        pass
+            try:
+                os.rmdir(base)
+            except OSError:
+                pass  # still has members (they would be killed jails): leave it
+
+
 class CgroupTree:
     """Creates and removes this service's cgroup directories."""
 
     def __init__(self, root: str = CGROUP_ROOT):
         self.base = {c: os.path.join(root, c, f"rltf_sandbox_{os.getpid()}")
                      for c in ("memory", "pids")}
+        _remove_stale_groups(root)
         self.available: dict[str, bool] = {}
         for controller, path in self.base.items():
             try:

@@ -38,3 +38,16 @@ def test_cgroups_are_removed_on_shutdown():
     assert not os.path.isdir(base)
     if os.path.isdir("/sys/fs/cgroup/memory"):
         assert existed
+
+
+def test_stale_cgroups_of_killed_services_are_removed_at_start():
+    if not os.path.isdir("/sys/fs/cgroup/memory"):
+        return
+    dead_pid = 4_190_000  # above any pid this test machine hands out
+    stale = f"/sys/fs/cgroup/memory/rltf_sandbox_{dead_pid}"
+    os.makedirs(os.path.join(stale, "slot0"), exist_ok=True)
+    proc, _url = start_service(workers=1)
+    try:
+        assert not os.path.exists(stale)
+    finally:
+        stop_service(proc)
