@@ -70,7 +70,8 @@ class Trainer:
         self.loaded = load_model(config.model.name, dtype=config.model.dtype,
                                  param_dtype=config.model.param_dtype, mesh=self.mesh)
         self.tokenizer = self.loaded.tokenizer
-        self.ppo_config = PPOConfig(**config.ppo.to_dict())
+        # The update scores tokens under the distribution they were sampled from: softmax(logits / T).
+        self.ppo_config = PPOConfig(**{"temperature": config.rollout.temperature, **config.ppo.to_dict()})
         self.reward_config = RewardConfig(**config.rewards.to_dict())
         state, self.defs = init_train_state(self.loaded, self.ppo_config, seed=config.seed)
         self.state = jax.device_put(state, train_state_shardings(state, self.mesh))
