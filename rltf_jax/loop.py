@@ -128,7 +128,8 @@ class ScoredSample:
 
     prompt_tokens: np.ndarray        # [P_i] int32
     response_tokens: np.ndarray      # [N_i] int32
-    token_rewards: np.ndarray        # [N_i] float32
+    token_rewards: np.ndarray        # [N_i] float32, the outcome reward (on the last token)
+    token_penalties: np.ndarray      # [N_i] float32, fine-grained penalties on the blamed tokens
     group_id: int
     passed: bool
 
@@ -156,10 +157,13 @@ def score_rollout(programs: ProgramRollout, results: Sequence[ExecutionResult | 
     for i, row in enumerate(keep):
         result = results[row]
         n = int(rollout.response_mask[row].sum())
+        outcome_rewards = np.zeros(n, np.float32)
+        outcome_rewards[n - 1] = parts["outcome"][i]
         samples.append(ScoredSample(
             prompt_tokens=rollout.prompt_tokens[row][rollout.prompt_mask[row]].astype(np.int32),
             response_tokens=rollout.response_tokens[row, :n].astype(np.int32),
-            token_rewards=token_rewards[i, :n],
+            token_rewards=outcome_rewards,
+            token_penalties=token_rewards[i, :n] - outcome_rewards,
             group_id=int(programs.group_ids[row]),
             passed=result is not None and result.verdict == "pass",
         ))
@@ -225,7 +229,8 @@ def ppo_batch(samples: Sequence[ScoredSample], *, batch_size: int, pad_id: int,
 
     Returns:
       tokens [B, T] int32, attention_mask [B, T] bool, response_mask [B, T] bool,
-      token_rewards [B, T] float32, group_ids [B] int32 (-1 on padding rows).
+      token_rewards [B, T] float32, token_penalties [B, T] float32, group_ids [B] int32 (-1 on
+      padding rows).
     """
     if len(samples) > batch_size:
         raise ValueError(f"{len(samples)} samples do not fit a batch of {batch_size}")
@@ -235,6 +240,7 @@ def ppo_batch(samples: Sequence[ScoredSample], *, batch_size: int, pad_id: int,
     attention = np.zeros((batch_size, length), bool)
     response = np.zeros((batch_size, length), bool)
     rewards = np.zeros((batch_size, length), np.float32)
+    penalties = np.zeros((batch_size, length), np.float32)
     groups = np.full((batch_size,), -1, np.int32)
     for row, sample in enumerate(samples):
         p, n = len(sample.prompt_tokens), len(sample.response_tokens)
@@ -243,6 +249,7 @@ def ppo_batch(samples: Sequence[ScoredSample], *, batch_size: int, pad_id: int,
         attention[row, :p + n] = True
         response[row, p:p + n] = True
         rewards[row, p:p + n] = sample.token_rewards
+        penalties[row, p:p + n] = sample.token_penalties
         groups[row] = sample.group_id
     return {"tokens": tokens, "attention_mask": attention, "response_mask": response,
-            "token_rewards": rewards, "group_ids": groups}
+            "token_rewards": rewards, "group_ids": groups, "token_penalties": penalties}

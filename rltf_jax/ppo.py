@@ -112,7 +112,9 @@ class PPOBatch(NamedTuple):
 
     tokens [B, T] int32; attention_mask [B, T] bool (True = real token; prompts left-padded,
     responses right-padded); response_mask [B, T] bool (tokens the policy wrote and is trained on);
-    token_rewards [B, T] float32 (environment rewards, before KL); group_ids [B] int32 (the problem).
+    token_rewards [B, T] float32 (environment rewards, before KL); group_ids [B] int32 (the problem);
+    token_penalties [B, T] float32 or None: RLTF's fine-grained penalties kept apart from the outcome
+    rewards, so they stay on their tokens whatever the estimator (see `rollout_statistics`).
     """
 
     tokens: Any
@@ -120,6 +122,7 @@ class PPOBatch(NamedTuple):
     response_mask: Any
     token_rewards: Any
     group_ids: Any
+    token_penalties: Any = None
 
 
 def batch_from_rollout(prompt_tokens, prompt_mask, response_tokens, response_mask, response_rewards,
@@ -268,11 +271,20 @@ def rollout_statistics(defs, config, state: TrainState, batch: PPOBatch) -> dict
     kl = L.kl_estimate(stats["old_logp"], stats["ref_logp"], config.kl_estimator)
     if config.kl_mode == "reward":
         rewards = rewards - state.kl_coef * kl
+    penalties = jnp.zeros_like(rewards) if batch.token_penalties is None else \
+        batch.token_penalties[:, 1:].astype(jnp.float32)
+    if config.uses_values:  # a critic assigns credit: penalties are rewards like any other
+        rewards = rewards + penalties
     advantages, returns = get_estimator(config.advantage)(
         rewards, stats.get("old_values"), mask, batch.group_ids,
         gamma=config.gamma, lam=config.lam, eps=config.advantage_eps)
     if config.normalize_advantages:
         advantages = L.whiten(advantages, mask)
+    if not config.uses_values:
+        # Critic-free estimators give one advantage per sequence, which would smear a line's
+        # penalty over the whole reply. RLTF's fine-grained loss is un-baselined and per token:
+        # A_t += penalty_t, on exactly the blamed tokens.
+        advantages = advantages + jnp.where(mask, penalties, 0.0)
     stats.update(action_mask=mask, advantages=advantages, rewards=rewards, kl=kl)
     if returns is not None:
         stats["returns"] = returns
@@ -391,7 +403,7 @@ def make_update(defs: ModelDefs, config: PPOConfig, *, mesh=None, state: TrainSt
     """
     fn = lambda s, b: ppo_update(defs, config, s, b)  # noqa: E731
     if mesh is None:
-        return jax.jit(fn, donate_argnums=(0,))
+        return _with_penalties(jax.jit(fn, donate_argnums=(0,)))
     if state is None:
         raise ValueError("make_update(mesh=...) needs an example `state` to derive its shardings")
     from jax.sharding import NamedSharding, PartitionSpec
@@ -399,10 +411,21 @@ def make_update(defs: ModelDefs, config: PPOConfig, *, mesh=None, state: TrainSt
 
     state_sh = train_state_shardings(state, mesh)
     rows = NamedSharding(mesh, PartitionSpec(BATCH_AXES, None))
-    batch_sh = PPOBatch(rows, rows, rows, rows, NamedSharding(mesh, PartitionSpec(BATCH_AXES)))
+    batch_sh = PPOBatch(rows, rows, rows, rows, NamedSharding(mesh, PartitionSpec(BATCH_AXES)), rows)
     replicated = NamedSharding(mesh, PartitionSpec())
-    return jax.jit(fn, donate_argnums=(0,), in_shardings=(state_sh, batch_sh),
-                   out_shardings=(state_sh, replicated))
+    return _with_penalties(jax.jit(fn, donate_argnums=(0,), in_shardings=(state_sh, batch_sh),
+                                   out_shardings=(state_sh, replicated)))
+
+
+def _with_penalties(update):
+    """One compiled signature: a batch without `token_penalties` gets zeros."""
+
+    def call(state: TrainState, batch: PPOBatch):
+        if batch.token_penalties is None:
+            batch = batch._replace(token_penalties=np.zeros(np.shape(batch.token_rewards), np.float32))
+        return update(state, batch)
+
+    return call
 
 
 def update_kl_coef(state: TrainState, observed_seq_kl: float, batch_size: int,

@@ -39,6 +39,7 @@ def _sample(group, prompt_len=3, response_len=2, passed=False):
     return loop.ScoredSample(prompt_tokens=np.arange(1, prompt_len + 1, dtype=np.int32),
                              response_tokens=np.arange(10, 10 + response_len, dtype=np.int32),
                              token_rewards=np.linspace(-1, 1, response_len).astype(np.float32),
+                             token_penalties=np.full(response_len, -0.1, np.float32),
                              group_id=group, passed=passed)
 
 
@@ -50,6 +51,7 @@ def test_ppo_batch_layout_and_padding_rows():
     np.testing.assert_array_equal(batch["response_mask"][1], [0, 0, 1, 1, 1, 1, 0, 0])
     np.testing.assert_array_equal(batch["attention_mask"][2], [1] * 6 + [0, 0])
     np.testing.assert_allclose(batch["token_rewards"][0, 3:5], [-1, 1])
+    np.testing.assert_allclose(batch["token_penalties"][0], [0, 0, 0, -0.1, -0.1, 0, 0, 0])
     assert not batch["response_mask"][3].any() and not batch["attention_mask"][3].any()
     np.testing.assert_array_equal(batch["group_ids"], [0, 0, 1, -1])
     with pytest.raises(ValueError, match="do not fit"):
