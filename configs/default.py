@@ -66,7 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.rewards.adaptive = True
     config.rewards.fine_grained = True
     config.rewards.fine_grained_penalty = -0.3
-    config.rewards.fine_grained_scaling = "span_total"
+    # per_token: each blamed token gets the full -0.3 (RLTF's code). With the critic-free GRPO below
+    # the penalty is added to those tokens' advantages directly, so its per-token size is what counts.
+    config.rewards.fine_grained_scaling = "per_token"
 
     # The PPO update (rltf_jax.ppo.PPOConfig; the field names are its own).
     config.ppo = ml_collections.ConfigDict()
