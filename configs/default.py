@@ -12,6 +12,9 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
+    # rltf: single-turn programs scored by unit tests (coarse / fine-grained / adaptive rewards);
+    # rlef: multi-turn episodes with execution feedback on public tests, rewarded on private tests.
+    config.method = "rltf"
     # Number of RL steps (one step = sample, execute, score, update). A resumed run continues to it.
     config.total_steps = 30
 
@@ -93,6 +96,17 @@ def get_config() -> ml_collections.ConfigDict:
     config.ppo.kl_target = 6.0
     config.ppo.compute_dtype = "float32"    # float32 | bfloat16 (params stay float32)
     config.ppo.value_mode = "shared"        # shared (head on the policy's hidden) | separate
+
+    # RLEF episodes (config.method = "rlef"; rltf_jax.episodes, rltf_jax.rewards.rlef).
+    config.rlef = ml_collections.ConfigDict()
+    config.rlef.max_turns = 3
+    config.rlef.rewards = ml_collections.ConfigDict()
+    config.rlef.rewards.passed = 1.0
+    config.rlef.rewards.failed = -1.0
+    config.rlef.rewards.no_code = -0.2
+    config.rlef.rewards.fine_grained = False  # RLTF's per-line penalties on every turn's code too
+    config.rlef.rewards.fine_grained_penalty = -0.3
+    config.rlef.rewards.fine_grained_scaling = "per_token"
 
     # Replay of recent samples (RLTF kept a FIFO of 6,400 generated programs).
     config.buffer = ml_collections.ConfigDict()

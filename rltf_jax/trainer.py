@@ -26,19 +26,23 @@ from typing import Any
 import jax
 import numpy as np
 
+from rltf_jax import episode_batch as rlef_batch
 from rltf_jax import loop, run_setup, sharding
 from rltf_jax.checkpoint import CheckpointOptions, Checkpointer, abstract_like
 from rltf_jax.data import load_problems
+from rltf_jax.episodes import EpisodeConfig, run_episodes
 from rltf_jax.evaluate import evaluate_problems
 from rltf_jax.metrics import MetricsLogger
 from rltf_jax.models import load_model
 from rltf_jax.ppo import PPOBatch, PPOConfig, init_train_state, make_update, train_state_shardings, update_kl_coef
 from rltf_jax.rewards import RewardConfig
+from rltf_jax.rewards.rlef import RLEFRewardConfig
 from rltf_jax.sandbox_client import SandboxClient, local_sandbox
 from rltf_jax.sampling import Sampler, SamplingParams
 
 _LOG = logging.getLogger("rltf_jax.trainer")
-SUMMARY_KEYS = ("reward/outcome", "samples/pass_rate", "kl/k3", "loss/policy")
+SUMMARY_KEYS = ("reward/outcome", "samples/pass_rate", "episodes/final_pass_rate", "kl/k3", "loss/policy")
+METHODS = ("rltf", "rlef")
 
 
 def model_identity(name: str, model_config) -> dict[str, Any]:
@@ -73,6 +77,11 @@ class Trainer:
         # The update scores tokens under the distribution they were sampled from: softmax(logits / T).
         self.ppo_config = PPOConfig(**{"temperature": config.rollout.temperature, **config.ppo.to_dict()})
         self.reward_config = RewardConfig(**config.rewards.to_dict())
+        self.method = config.method
+        if self.method not in METHODS:
+            raise ValueError(f"config.method={self.method!r}; expected one of {METHODS}")
+        if self.method == "rlef":
+            self.rlef_rewards = RLEFRewardConfig(**config.rlef.rewards.to_dict())
         state, self.defs = init_train_state(self.loaded, self.ppo_config, seed=config.seed)
         self.state = jax.device_put(state, train_state_shardings(state, self.mesh))
         self.identity = model_identity(config.model.name, self.loaded.config)
@@ -141,7 +150,14 @@ class Trainer:
         with self._timed("generate"):
             return self._generate(step)
 
-    def _generate(self, step: int) -> loop.ProgramRollout:
+    def _generate(self, step: int):
+        if self.method == "rlef":  # episodes run their own public/private tests turn by turn
+            return run_episodes(
+                self.sampler, self.tokenizer, self.client, self.stream.for_step(step),
+                samples_per_problem=self.config.rollout.samples_per_problem, params=self.sampling_params(),
+                rng=self.step_key(step), config=EpisodeConfig(max_turns=self.config.rlef.max_turns,
+                                                              limits=self.limits),
+                stop_ids=self.loaded.config.eos_token_ids)
         return loop.sample_programs(
             self.sampler, self.tokenizer, self.stream.for_step(step),
             samples_per_problem=self.config.rollout.samples_per_problem, params=self.sampling_params(),
@@ -153,6 +169,8 @@ class Trainer:
             return self._execute(programs)
 
     def _execute(self, programs: loop.ProgramRollout):
+        if self.method == "rlef":
+            return None  # executed during the episodes
         return loop.execute_programs(self.client, programs, tests=self.config.data.tests, limits=self.limits)
 
     def evaluate_heldout(self, label: str) -> dict[str, float]:
@@ -181,17 +199,25 @@ class Trainer:
         """Scores one executed rollout and applies one PPO update; returns the step's metrics."""
         config = self.config
         score_started = time.perf_counter()
-        samples, metrics = loop.score_rollout(programs, results, self.tokenizer, self.reward_config)
         rows = config.data.problems_per_step * config.rollout.samples_per_problem
         replayed = []
-        if config.buffer.replay_samples:
-            replayed = self.buffer.draw(config.buffer.replay_samples, np.random.default_rng([config.seed, step]),
-                                        first_group_id=config.data.problems_per_step)
-        self.buffer.add(samples)
-        batch = loop.ppo_batch(samples + replayed, batch_size=rows + config.buffer.replay_samples,
-                               pad_id=self.pad_id)
+        if self.method == "rlef":
+            episodes = programs
+            batch = rlef_batch.episode_batch(
+                episodes, batch_size=rows, pad_id=self.pad_id, max_turns=config.rlef.max_turns,
+                tokenizer=self.tokenizer, reward_config=self.rlef_rewards).ppo
+            metrics = rlef_batch.episode_metrics(episodes)
+        else:
+            samples, metrics = loop.score_rollout(programs, results, self.tokenizer, self.reward_config)
+            if config.buffer.replay_samples:
+                replayed = self.buffer.draw(config.buffer.replay_samples,
+                                            np.random.default_rng([config.seed, step]),
+                                            first_group_id=config.data.problems_per_step)
+            self.buffer.add(samples)
+            batch = PPOBatch(**loop.ppo_batch(samples + replayed, batch_size=rows + config.buffer.replay_samples,
+                                              pad_id=self.pad_id))
         update_started = time.perf_counter()
-        self.state, update_metrics = self.update(self.state, PPOBatch(**batch))
+        self.state, update_metrics = self.update(self.state, batch)
         update_metrics = jax.device_get(update_metrics)
         update_ended = time.perf_counter()
         if self.ppo_config.adaptive_kl:

@@ -61,3 +61,21 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     assert done.returncode != 0
     assert "was written for another model" in done.stderr
     assert "name: checkpoint has 'tiny-llama', this run has 'tiny-qwen2'" in done.stderr
+
+
+def test_rlef_mode_runs_multi_turn_episodes(tmp_path):
+    summary = _train(tmp_path, 1, "--config.method=rlef", "--config.eval.before_and_after=False")
+    assert summary["step"] == 1
+    (record,) = read_metrics(str(tmp_path / "metrics.jsonl"))
+    # The tiny random model never writes code, so every episode uses all its turns and fails.
+    assert record["episodes/turns"] == 3.0 and record["episodes/total"] == 4.0
+    assert record["episodes/final_pass_rate"] == 0.0
+    # -1 final, plus -0.2 for each of the three replies without code.
+    assert record["reward/env_per_seq"] == pytest.approx(-1.6)
+
+
+def test_unknown_method_is_refused(tmp_path):
+    command = [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
+               "--config.method=dpo", "--workdir", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and "config.method='dpo'" in done.stderr
