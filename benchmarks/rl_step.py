@@ -12,7 +12,6 @@ compiles) for both modes, and ``overlapped_step_over_generate_plus_update``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -25,10 +24,9 @@ PHASES = ("generate", "execute", "execute_wait", "score", "update", "checkpoint"
 
 
 def _config(path: str, steps: int, overrides: list[str]):
-    spec = importlib.util.spec_from_file_location("bench_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    from rltf_jax.config_files import load_config_file
+
+    config = load_config_file(path)
     config.total_steps = steps
     config.eval.before_and_after = False
     config.log.progress = False

@@ -6,20 +6,11 @@ Sized for one host with 8 accelerators of ≥ 40 GB; hyperparameters follow RLTF
 test, 20 samples per problem in the paper: 8 here with group advantages).
 """
 
-import importlib.util
-import os
-
-
-def _default():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.py")
-    spec = importlib.util.spec_from_file_location("rltf_configs_default", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from rltf_jax.config_files import sibling_config
 
 
 def get_config():
-    config = _default().get_config()
+    config = sibling_config(__file__, "default")
     config.total_steps = 2000
     config.model.name = "Qwen/Qwen2.5-Coder-1.5B-Instruct"
     config.model.dtype = "bfloat16"

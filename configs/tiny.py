@@ -1,19 +1,10 @@
 """A tiny random model for tests and smoke runs: a few seconds a step on a CPU."""
 
-import importlib.util
-import os
-
-
-def _default():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.py")
-    spec = importlib.util.spec_from_file_location("rltf_configs_default", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from rltf_jax.config_files import sibling_config
 
 
 def get_config():
-    config = _default().get_config()
+    config = sibling_config(__file__, "default")
     config.total_steps = 4
     config.model.name = "tiny-llama"
     config.data.problems_per_step = 2

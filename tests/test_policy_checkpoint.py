@@ -5,7 +5,6 @@ config's PPO settings, value head included) with the trainer's meta item; the po
 shifted per step so that the restored values tell which step (and which item) was read.
 """
 
-import importlib.util
 import json
 import os
 
@@ -17,6 +16,7 @@ from flax import nnx
 from rltf_jax.checkpoint import CheckpointMismatchError, Checkpointer
 from rltf_jax.models import load_model
 from rltf_jax.policy_checkpoint import load_policy
+from rltf_jax.config_files import load_config_file
 from rltf_jax.ppo import PPOConfig, init_train_state
 from rltf_jax.trainer import model_identity
 
@@ -24,10 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tiny_config():
-    spec = importlib.util.spec_from_file_location("tiny_config", os.path.join(ROOT, "configs/tiny.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(os.path.join(ROOT, "configs/tiny.py"))
 
 
 def _params(model) -> list[np.ndarray]:
