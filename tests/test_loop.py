@@ -71,3 +71,52 @@ def test_replay_buffer_keeps_whole_recent_groups():
     assert len(drawn) == 4
     groups = [s.group_id for s in drawn]
     assert all(g >= 10 for g in groups) and all(groups.count(g) == 2 for g in set(groups))
+
+
+def _program_rollout(problem, replies, tokenizer):
+    """A ProgramRollout of given reply texts, tokenized as the sampler would return them."""
+    from rltf_jax.prompts import extract_code
+    from rltf_jax.sampling import Rollout
+
+    ids = [tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for r in replies]
+    width = max(map(len, ids))
+    tokens = np.zeros((len(ids), width), np.int32)
+    mask = np.zeros((len(ids), width), bool)
+    for row, seq in enumerate(ids):
+        tokens[row, :len(seq)], mask[row, :len(seq)] = seq, True
+    prompt = np.array([[1, 2, 3]] * len(ids), np.int32)
+    rollout = Rollout(prompt, np.ones_like(prompt, bool), tokens, np.zeros(tokens.shape, np.float32), mask,
+                      list(replies))
+    return loop.ProgramRollout([problem] * len(ids), np.zeros(len(ids), np.int32), rollout,
+                               [extract_code(problem, r) for r in replies], np.zeros(len(ids), bool))
+
+
+@pytest.mark.slow
+def test_execution_through_the_sandbox_and_infrastructure_failures_are_dropped(starter_train):
+    from rltf_jax.models import load_model
+    from rltf_jax.rewards import RewardConfig
+    from rltf_jax.sandbox_client import SandboxClient, local_sandbox
+
+    problem = starter_train[0]
+    good = f"```python\n{problem.solutions[0]}\n```"
+    broken = f"```python\ndef {problem.fn_name}(*args):\n    return undefined_name\n```"
+    tokenizer = load_model("tiny-llama").tokenizer
+    programs = _program_rollout(problem, [good, broken, "no code here"], tokenizer)
+    limits = {"timeout_s": 4.0, "memory_mb": 512}
+
+    with local_sandbox(workers=1) as url, SandboxClient(url) as client:
+        results = loop.execute_programs(client, programs, tests="all", limits=limits)
+    assert [r.verdict if r else None for r in results] == ["pass", "runtime_error", None]
+    samples, metrics = loop.score_rollout(programs, results, tokenizer, RewardConfig())
+    assert [s.passed for s in samples] == [True, False, False]
+    assert [float(s.token_rewards.sum()) for s in samples] == pytest.approx([1.0, -0.6, -1.0])
+    assert samples[1].token_penalties.sum() < 0 and samples[0].token_penalties.sum() == 0
+    assert metrics["samples/dropped_sandbox_error"] == 0
+
+    # A service that is down: after the client's retries every program is a sandbox_error,
+    # dropped and counted, never scored as a program failure.
+    with SandboxClient("http://127.0.0.1:9", max_retries=1, backoff_s=0.01, timeout_s=5) as down:
+        results = loop.execute_programs(down, programs, tests="all", limits=limits)
+    assert [r.verdict if r else None for r in results] == ["sandbox_error", "sandbox_error", None]
+    samples, metrics = loop.score_rollout(programs, results, tokenizer, RewardConfig())
+    assert metrics["samples/dropped_sandbox_error"] == 2 and len(samples) == 1
