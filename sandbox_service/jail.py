@@ -60,15 +60,56 @@ def _expose_interpreter() -> None:
         os.rmdir(staging)
 
 
+# Where the code the jail runs lives, when that is under /tmp (e.g. a clone in /tmp): /tmp is
+# covered by a fresh tmpfs for every run, so those directories are bind-mounted once into
+# KEEP_ROOT (its own empty root-owned tmpfs) and bound back, read-only, into each new /tmp.
+KEEP_ROOT = "/var/tmp"
+_kept: list[tuple[str, str]] = []  # (staging path under KEEP_ROOT, original path under /tmp)
+
+
+def _under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def _paths_to_keep() -> list[str]:
+    """The interpreter prefixes and this package's root, outermost first, that lie under /tmp."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    candidates = sorted({os.path.abspath(p) for p in (sys.base_prefix, sys.prefix, package_root)})
+    hidden = [d for d in EMPTY_ROOT_OWNED if any(_under(p, d) for p in candidates)]
+    if hidden:
+        raise RuntimeError(f"the sandbox's interpreter or package lives under {hidden[0]}, which the jail "
+                           "replaces with an empty directory; install it elsewhere (e.g. under /tmp or /opt)")
+    kept: list[str] = []
+    for path in candidates:
+        if _under(path, "/tmp") and not any(_under(path, outer) for outer in kept):
+            kept.append(path)
+    return kept
+
+
+def _bind_kept_into_tmp() -> None:
+    """Bind every kept directory back at its own path inside the current /tmp, read-only."""
+    for staging, original in _kept:
+        os.makedirs(original, mode=0o755, exist_ok=True)
+        linux.mount(staging, original, None, linux.MS_BIND | linux.MS_REC)
+        linux.mount(None, original, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
+
+
 def lock_filesystem() -> None:
     """Root read-only; world-writable dirs replaced by empty root-owned tmpfs; /tmp per run."""
-    linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                "size=64k,nr_inodes=64,mode=0755")
-    _expose_interpreter()
+    keep = _paths_to_keep()
     for path in EMPTY_ROOT_OWNED:
         if os.path.isdir(path):
             linux.mount("tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                        "size=16k,nr_inodes=16,mode=0755")
+                        f"size=16k,nr_inodes={16 + 2 * len(keep)},mode=0755")
+    for index, original in enumerate(keep):  # before /tmp is covered, while they are visible
+        staging = os.path.join(KEEP_ROOT, f".keep{index}")
+        os.makedirs(staging, mode=0o755)
+        linux.mount(original, staging, None, linux.MS_BIND | linux.MS_REC)
+        _kept.append((staging, original))
+    linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
+                "size=64k,nr_inodes=64,mode=0755")
+    _bind_kept_into_tmp()
+    _expose_interpreter()
     linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
 
 
@@ -77,11 +118,12 @@ def mount_fresh_tmp(tmp_mb: int, replace: bool) -> None:
     last run left it empty (no inode but its root, no block used), which saves two syscalls."""
     if replace:
         usage = os.statvfs("/tmp")
-        if usage.f_files - usage.f_ffree <= 1 and usage.f_bfree == usage.f_blocks:
+        if not _kept and usage.f_files - usage.f_ffree <= 1 and usage.f_bfree == usage.f_blocks:
             return
         linux.umount("/tmp")
     linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
                 f"size={tmp_mb}m,nr_inodes=4096,mode=1777")
+    _bind_kept_into_tmp()
 
 
 class Cgroup:
