@@ -14,7 +14,6 @@ from rltf_jax.episodes import EpisodeConfig, TextReplies, run_episodes
 from rltf_jax.models import load_model
 from rltf_jax.rewards.rlef import RLEFRewardConfig
 from rltf_jax.sampling import Sampler, SamplingParams
-from rltf_jax.sandbox_client import SandboxClient, local_sandbox
 
 WRONG = "Let me try.\n```python\ndef add(a, b):\n    return a - b\n```"
 RIGHT = "Fixed it:\n```python\ndef add(a, b):\n    return a + b\n```"
@@ -31,12 +30,6 @@ def loaded():
 @pytest.fixture(scope="module")
 def tokenizer(loaded):
     return loaded.tokenizer
-
-
-@pytest.fixture(scope="module")
-def client():
-    with local_sandbox(workers=2) as url, SandboxClient(url) as sandbox:
-        yield sandbox
 
 
 @pytest.fixture(scope="module")

@@ -10,26 +10,13 @@ from rltf_jax.data import load_problems
 from rltf_jax.episodes import EpisodeConfig, TextReplies, run_episodes
 from rltf_jax.evaluate_turns import (compare_turns, multi_turn_scores, n_at_k_over_turns,
                                      single_turn_scores, turn_samples)
-from rltf_jax.models import registry
-from rltf_jax.models.tokenizer import load_tokenizer
 from rltf_jax.sampling import SamplingParams
-from rltf_jax.sandbox_client import SandboxClient, local_sandbox
+
 
 WRONG = "```python\ndef add(a, b):\n    return a - b\n```"
 RIGHT = "```python\ndef add(a, b):\n    return a + b\n```"
 HARDCODED = "```python\ndef add(a, b):\n    return 30\n```"   # passes the public test only
 PARAMS = SamplingParams(max_new_tokens=64)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(registry.smollm2_gguf_path())
-
-
-@pytest.fixture(scope="module")
-def client():
-    with local_sandbox(workers=2) as url, SandboxClient(url) as sandbox:
-        yield sandbox
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,9 @@ from rltf_jax.feedback import (INSTRUCTION, NO_CODE_MESSAGE, TRUNCATION_MARK, Fe
 from rltf_jax.models import registry
 from rltf_jax.models.tokenizer import load_tokenizer
 from rltf_jax.prompts import extract_code
-from rltf_jax.sandbox_client import SANDBOX_ERROR, ExecutionRequest, SandboxClient, local_sandbox
+from rltf_jax.sandbox_client import SANDBOX_ERROR, ExecutionRequest
 
 LIMITS = {"timeout_s": 1.0, "memory_mb": 256}
-
-
-@pytest.fixture(scope="module")
-def client():
-    with local_sandbox(workers=2) as url, SandboxClient(url) as sandbox:
-        yield sandbox
 
 
 @pytest.fixture(scope="module")

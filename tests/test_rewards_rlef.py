@@ -4,22 +4,9 @@ import numpy as np
 import pytest
 
 from rltf_jax.data import load_problems
-from rltf_jax.models import registry
-from rltf_jax.models.tokenizer import load_tokenizer
 from rltf_jax.prompts import extract_code
 from rltf_jax.rewards.rlef import RLEFRewardConfig, episode_token_rewards, turn_rewards
-from rltf_jax.sandbox_client import ExecutionRequest, SandboxClient, local_sandbox
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(registry.smollm2_gguf_path())
-
-
-@pytest.fixture(scope="module")
-def client():
-    with local_sandbox(workers=2) as url, SandboxClient(url) as sandbox:
-        yield sandbox
+from rltf_jax.sandbox_client import ExecutionRequest
 
 
 @pytest.mark.parametrize("has_code, passed, expected", [
