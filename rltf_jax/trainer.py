@@ -65,6 +65,13 @@ class Trainer:
 
     # ------------------------------------------------------------------------------- set-up
     def __enter__(self) -> "Trainer":
+        try:
+            return self._set_up()
+        except BaseException:
+            self._stack.close()  # a failed set-up still stops the sandbox and closes files
+            raise
+
+    def _set_up(self) -> "Trainer":
         config = self.config
         run_setup.initialize_distributed()
         run_setup.watch_compiles()
@@ -121,7 +128,7 @@ class Trainer:
         urls = [u.strip() for u in sandbox.url.split(",") if u.strip()]
         if not urls:
             urls = [self._stack.enter_context(local_sandbox(workers=sandbox.workers))]
-        return SandboxClient(urls, max_retries=sandbox.max_retries)
+        return self._stack.enter_context(SandboxClient(urls, max_retries=sandbox.max_retries))
 
     # --------------------------------------------------------------------------------- parts
     @contextlib.contextmanager
