@@ -17,6 +17,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.method = "rltf"
     # Number of RL steps (one step = sample, execute, score, update). A resumed run continues to it.
     config.total_steps = 30
+    # Wall-clock budget for training in minutes (held-out evaluation excluded; 0 = no limit): the
+    # run ends, evaluated and checkpointed, before a step that would end past it.
+    config.max_train_minutes = 0.0
 
     # The policy. `name`: a registered name, a local HF folder, a .gguf file or a hub id.
     config.model = ml_collections.ConfigDict()
@@ -41,13 +44,19 @@ def get_config() -> ml_collections.ConfigDict:
     # Sampling of training programs.
     config.rollout = ml_collections.ConfigDict()
     config.rollout.samples_per_problem = 4   # K programs per problem (the GRPO / RLOO group)
-    config.rollout.max_new_tokens = 192
+    config.rollout.max_new_tokens = 128
     # RLTF sampled at T=0.6, top-p 0.95 for evaluation and found T=1.0 best for its 770M model's
     # training; a 135M chat model at T=1.0 mostly rambles (3-12% of samples pass where greedy
     # passes ~37%), so the default is cooler.
     config.rollout.temperature = 0.7
     config.rollout.top_p = 0.95
     config.rollout.top_k = 0
+    # Stop a reply at the end of its first ``` block: a chat model's explanation after the code is
+    # neither run nor trained on, and is most of its tokens (and of its truncations).
+    config.rollout.stop_after_code_block = True
+    # Generation dtype. Rollouts and held-out evaluation decode with bf16 weights (decoding is
+    # memory-bound: ~2x faster); PPO recomputes log-probabilities with the float32 parameters.
+    config.rollout.dtype = "bfloat16"
     # Execute step t's programs while step t+1's are generated. The next rollout then comes from
     # the policy before step t's update (one update stale), as RLTF's asynchronous generators were.
     config.rollout.overlap_execution = False

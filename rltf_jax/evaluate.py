@@ -93,13 +93,16 @@ def score(problems: Sequence[Problem], verdicts: Sequence[Sequence[str]], ks: Se
 def evaluate_problems(sampler, client, problems: Sequence[Problem], *, tokenizer=None, num_samples: int = 1,
                       ks: Sequence[int] = (1,), temperature: float = 0.0, top_p: float = 1.0,
                       max_new_tokens: int = 512, style: str = "chat", batch_size: int = 16,
-                      seed: int = 0, limits: dict | None = None, progress: bool = True) -> dict:
+                      seed: int = 0, limits: dict | None = None, progress: bool = True,
+                      stop_after_code_block: bool = True) -> dict:
     """Sample ``num_samples`` replies per problem, grade them in the sandbox, return `score`.
 
     ``temperature == 0`` means greedy (then ``num_samples`` must be 1). Problems are processed in
     batches of ``batch_size`` prompts (each repeated ``num_samples`` times); grading of a batch
     goes to the sandbox as one ``execute_batch``. ``tokenizer`` defaults to the sampler's.
-    Plain-style batches of function problems stop at `PLAIN_STOP_SEQUENCES`.
+    Plain-style batches of function problems stop at `PLAIN_STOP_SEQUENCES`; chat replies stop
+    once their first ``` block is closed (``stop_after_code_block``; the graded code is that block
+    unless a later one defines the function, which small models rarely write).
     """
     import jax
     from rltf_jax.sampling import SamplingParams
@@ -119,7 +122,9 @@ def evaluate_problems(sampler, client, problems: Sequence[Problem], *, tokenizer
         prompts = [build_prompt(p, tokenizer, style=style) for p in chunk for _ in range(num_samples)]
         stops = PLAIN_STOP_SEQUENCES if style == "plain" and all(p.starter_code for p in chunk) else ()
         rng, key = jax.random.split(rng)
-        texts = sampler.generate(prompts, SamplingParams(**base, stop_strings=stops), key).texts
+        params = SamplingParams(**base, stop_strings=stops,
+                                stop_after_code_block=stop_after_code_block and style == "chat")
+        texts = sampler.generate(prompts, params, key).texts
         programs = []
         for i, problem in enumerate(chunk):
             replies = texts[i * num_samples:(i + 1) * num_samples]
@@ -205,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sandbox-url", default=None, help="default: start a local sandbox")
     parser.add_argument("--output", default=None, help="JSON file; the Markdown table goes next to it (.md)")
     parser.add_argument("--turns", type=int, default=1, help="multi-turn RLEF evaluation (not yet)")
+    parser.add_argument("--full-replies", action="store_true",
+                        help="chat: generate past the first closed ``` block (default: stop there)")
+    parser.add_argument("--dtype", default=None, help="generation dtype, e.g. bfloat16 (default: float32)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -239,12 +247,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         temperature = args.temperature if args.temperature is not None else (
             0.0 if args.num_samples == 1 else 0.8)
         loaded = load_policy(args.model, args.checkpoint)
-        sampler = Sampler(loaded)
+        sampler = Sampler(loaded, dtype=args.dtype)
         result = _with_client(args.sandbox_url, lambda c: evaluate_problems(
             sampler, c, problems, num_samples=args.num_samples,
             ks=args.k, temperature=temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
             style=args.style, batch_size=args.batch_size, seed=args.seed, limits=limits,
-            progress=progress))
+            progress=progress, stop_after_code_block=not args.full_replies))
         result.update({"model": args.model or args.checkpoint, "temperature": temperature,
                        "style": args.style, "max_new_tokens": args.max_new_tokens, "seed": args.seed})
     result["dataset"] = args.dataset

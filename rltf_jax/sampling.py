@@ -10,6 +10,15 @@ Stop strings are matched on the host after decoding (a token sequence cannot be 
 string on device without a per-step detokenizer): the response mask is cut after the token that
 completes the earliest stop string and the text is cut before it (as vLLM and the Codex evaluation
 do), so generation past a stop string costs compute but never reaches PPO.
+One stop *is* decided on device, because it saves most of a chat model's tokens: with
+`SamplingParams.stop_after_code_block` a row stops at the token that closes its first ``` block (a
+per-vocabulary table counts the ``` runs in each token; the second one closes the block), so the
+explanation an instruct model writes after its code is never generated.
+
+Rollouts may run in a cheaper dtype than training (`Sampler(dtype="bfloat16")`: weights cast once
+per `set_weights`, activations and KV cache in bf16, dots accumulating in f32). Decoding is
+bandwidth-bound, so halving the weight bytes nearly halves a decode step; PPO recomputes the old
+log-probabilities with the training parameters, so the update never sees the sampler's numerics.
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class SamplingParams:
     """max_new_tokens: response budget; temperature / top_p / top_k (0 = off) shape the distribution;
-    greedy: argmax (logprobs are then those of the untempered softmax); stop_strings: cut points."""
+    greedy: argmax (logprobs are then those of the untempered softmax); stop_strings: cut points;
+    stop_after_code_block: stop a row once it closes its first ``` fenced block (on device)."""
 
     max_new_tokens: int
     temperature: float = 1.0
@@ -41,6 +51,7 @@ class SamplingParams:
     top_k: int = 0
     greedy: bool = False
     stop_strings: tuple[str, ...] = ()
+    stop_after_code_block: bool = False
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -96,11 +107,22 @@ def sample_tokens(logits, rng, temperature, top_p, *, greedy: bool, top_k: int, 
     return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
 
 
-def _generate(config, weights, prompt_tokens, prompt_mask, row_active, eos_ids, max_new, temperature,
-              top_p, rng, *, new_bucket: int, greedy: bool, top_k: int, use_top_p: bool, pad_id: int,
+def fence_counts(tokenizer, vocab_size: int) -> np.ndarray:
+    """[vocab_size] int32: how many ``` runs each token's text holds (ids past the tokenizer: 0)."""
+    counts = np.zeros(vocab_size, np.int32)
+    pieces = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))
+    for i, piece in enumerate(pieces):
+        if piece and "```" in piece:
+            counts[i] = piece.count("```")
+    return counts
+
+
+def _generate(config, weights, prompt_tokens, prompt_mask, row_active, eos_ids, fence_table, fence_limit,
+              max_new, temperature, top_p, rng, *, new_bucket: int, greedy: bool, top_k: int, use_top_p: bool, pad_id: int,
               cache_dtype):
     """Prefill + decode on device. prompt_tokens/mask [B, P]; row_active [B] bool (False = batch padding);
-    weights: models.decode.UnrolledWeights.
+    weights: models.decode.UnrolledWeights; fence_table [V] int32 (``` runs per token) and
+    fence_limit [] int32: a row stops at the token that brings its ``` count to fence_limit (0: never).
 
     Returns (tokens [B, N] int32, logprobs [B, N] float32, mask [B, N] bool, steps [] int32).
     """
@@ -116,14 +138,19 @@ def _generate(config, weights, prompt_tokens, prompt_mask, row_active, eos_ids, 
     out_tokens = jnp.full((b, new_bucket), pad_id, jnp.int32).at[:, 0].set(tok)
     out_lp = jnp.zeros((b, new_bucket), jnp.float32).at[:, 0].set(lp)
     out_mask = jnp.zeros((b, new_bucket), bool).at[:, 0].set(row_active)
-    done = ~row_active | jnp.isin(tok, eos_ids)
+    fences = fence_table[tok]
+
+    def finished(tok, fences):
+        return jnp.isin(tok, eos_ids) | ((fence_limit > 0) & (fences >= fence_limit))
+
+    done = ~row_active | finished(tok, fences)
 
     def cond(carry):
-        _, _, _, _, done, i, _ = carry
+        _, _, _, _, done, _, i, _ = carry
         return (i + 1 < max_new) & ~jnp.all(done)
 
     def body(carry):
-        cache, out_tokens, out_lp, out_mask, done, i, rng = carry
+        cache, out_tokens, out_lp, out_mask, done, fences, i, rng = carry
         tok_in = jax.lax.dynamic_slice_in_dim(out_tokens, i, 1, axis=1)
         pos = (prompt_len + i)[:, None]
         hidden, cache = forward_unrolled(config, weights, tok_in, pos, jnp.ones_like(tok_in, bool), cache)
@@ -134,29 +161,34 @@ def _generate(config, weights, prompt_tokens, prompt_mask, row_active, eos_ids, 
         out_tokens = jax.lax.dynamic_update_slice(out_tokens, tok[:, None], (0, i + 1))
         out_lp = jax.lax.dynamic_update_slice(out_lp, lp[:, None], (0, i + 1))
         out_mask = jax.lax.dynamic_update_slice(out_mask, ~done[:, None], (0, i + 1))
-        done = done | jnp.isin(tok, eos_ids)
-        return cache, out_tokens, out_lp, out_mask, done, i + 1, rng
+        fences = fences + jnp.where(done, 0, fence_table[tok])
+        done = done | finished(tok, fences)
+        return cache, out_tokens, out_lp, out_mask, done, fences, i + 1, rng
 
-    carry = (cache, out_tokens, out_lp, out_mask, done, jnp.zeros((), jnp.int32), rng)
-    _, out_tokens, out_lp, out_mask, _, steps, _ = jax.lax.while_loop(cond, body, carry)
+    carry = (cache, out_tokens, out_lp, out_mask, done, fences, jnp.zeros((), jnp.int32), rng)
+    _, out_tokens, out_lp, out_mask, _, _, steps, _ = jax.lax.while_loop(cond, body, carry)
     return out_tokens, out_lp, out_mask, steps + 1
 
 
 class Sampler:
     """Generates from a LoadedModel; weights can be swapped after each PPO update (`set_weights`)."""
 
-    def __init__(self, loaded, *, mesh=None, cache_dtype=None, eos_token_ids: Sequence[int] | None = None,
-                 min_prompt_bucket: int = 16, min_new_bucket: int = 16):
+    def __init__(self, loaded, *, mesh=None, dtype: str | None = None, cache_dtype=None,
+                 eos_token_ids: Sequence[int] | None = None, min_prompt_bucket: int = 16,
+                 min_new_bucket: int = 16):
         """loaded: a LoadedModel; mesh: run sharded (params per their logical axes, rows over
-        ("data", "fsdp")); cache_dtype: KV-cache dtype (default: the compute dtype); eos_token_ids: stop
+        ("data", "fsdp")); dtype: weights and activations of generation, e.g. "bfloat16" (default: the
+        model's compute dtype; floating weights are cast on every `set_weights`); cache_dtype: KV-cache
+        dtype (default: the generation dtype); eos_token_ids: stop
         tokens (default: the config's and the tokenizer's EOS; () = never stop early, for benchmarks);
         min_*_bucket: smallest prompt / new-token bucket."""
         self.tokenizer = loaded.tokenizer
         if self.tokenizer is None:
             raise ValueError(f"model {loaded.name!r} has no tokenizer; the sampler needs one")
-        self.config = loaded.config
+        self.config = loaded.config if dtype is None else loaded.config.replace(dtype=dtype)
         self.mesh = mesh
-        self.cache_dtype = cache_dtype or loaded.config.compute_dtype
+        self.cache_dtype = cache_dtype or self.config.compute_dtype
+        self._fence_table = None  # built on the first stop_after_code_block request
         self.min_prompt_bucket, self.min_new_bucket = min_prompt_bucket, min_new_bucket
         state = nnx.state(loaded.model)
         if eos_token_ids is None:
@@ -189,6 +221,10 @@ class Sampler:
         if self._state_shardings is not None:
             state = jax.device_put(state, self._state_shardings)
         weights = unstack_weights(state)
+        dtype = self.config.compute_dtype
+        weights = jax.tree.map(
+            lambda w: w.astype(dtype) if jnp.issubdtype(w.dtype, jnp.floating) and w.dtype != dtype else w,
+            weights)
         if self._weight_shardings is not None:
             weights = jax.device_put(weights, self._weight_shardings)
         self.weights = weights
@@ -218,7 +254,7 @@ class Sampler:
                 rep = NamedSharding(self.mesh, PartitionSpec())
                 rows = NamedSharding(self.mesh, PartitionSpec(("data", "fsdp")))
                 kwargs = dict(in_shardings=(self._weight_shardings, self._batch_sharding, self._batch_sharding,
-                                            rows, rep, rep, rep, rep, rep),
+                                            rows, rep, rep, rep, rep, rep, rep, rep),
                               out_shardings=(self._batch_sharding, self._batch_sharding,
                                              self._batch_sharding, rep))
             self._jitted[key] = jax.jit(functools.partial(fn, self.config), **kwargs)
@@ -249,7 +285,13 @@ class Sampler:
         key = (b, p, n, params.greedy, 0 if params.greedy else params.top_k, use_top_p)
         fn = self._jit(key)
         start = time.perf_counter()
-        out = fn(self.weights, tokens, mask, active, self.eos_ids, np.int32(params.max_new_tokens),
+        if params.stop_after_code_block and self._fence_table is None:
+            self._fence_table = fence_counts(self.tokenizer, self.config.vocab_size)
+        fence_table = self._fence_table if self._fence_table is not None else \
+            np.zeros(self.config.vocab_size, np.int32)
+        fence_limit = np.int32(2 if params.stop_after_code_block else 0)
+        out = fn(self.weights, tokens, mask, active, self.eos_ids, fence_table, fence_limit,
+                 np.int32(params.max_new_tokens),
                  np.float32(params.temperature), np.float32(params.top_p), rng)
         out_tokens, out_lp, out_mask, _ = jax.device_get(out)
         if key not in self.compiled_buckets:

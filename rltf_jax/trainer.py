@@ -108,7 +108,7 @@ class Trainer:
         self.heldout_problems = load_problems(config.data.heldout) if config.data.heldout else []
         self.stream = loop.ProblemStream(self.train_problems, config.data.problems_per_step, config.seed)
         self.buffer = loop.ReplayBuffer(config.buffer.size)
-        self.sampler = Sampler(self.loaded, mesh=self.mesh)
+        self.sampler = Sampler(self.loaded, mesh=self.mesh, dtype=config.rollout.dtype)
         self.sampler.set_weights(self.state.policy)
         self.update = make_update(self.defs, self.ppo_config, mesh=self.mesh, state=self.state)
         self.client = self._sandbox_client()
@@ -148,7 +148,8 @@ class Trainer:
     def sampling_params(self) -> SamplingParams:
         rollout = self.config.rollout
         return SamplingParams(max_new_tokens=rollout.max_new_tokens, temperature=rollout.temperature,
-                              top_p=rollout.top_p, top_k=rollout.top_k)
+                              top_p=rollout.top_p, top_k=rollout.top_k,
+                              stop_after_code_block=rollout.stop_after_code_block)
 
     def step_key(self, step: int) -> jax.Array:
         return jax.random.fold_in(jax.random.key(self.config.seed), step)
@@ -190,7 +191,8 @@ class Trainer:
         scores = evaluate_problems(
             self.sampler, self.client, problems, tokenizer=self.tokenizer, temperature=0.0,
             max_new_tokens=self.config.eval.max_new_tokens, style=self.config.data.prompt_style,
-            batch_size=self.config.eval.batch_size, limits=self.limits, progress=False)
+            batch_size=self.config.eval.batch_size, limits=self.limits, progress=False,
+            stop_after_code_block=self.config.rollout.stop_after_code_block)
         result = {"heldout/pass@1": float(scores["pass@1"]), "heldout/problems": float(len(problems)),
                   "heldout/sandbox_errors": float(scores["sandbox_errors"])}
         self.logger.log_event(f"eval_{label}", result)
@@ -253,7 +255,8 @@ class Trainer:
                 max_workers=1, thread_name_prefix="sandbox") as pool:
             pending = self.generate(step) if step < config.total_steps else None
             step_started = time.perf_counter()
-            while step < config.total_steps and not stop_requested():
+            budget, budget_reached = _TrainBudget(config.get("max_train_minutes", 0.0)), False
+            while pending is not None and not stop_requested():
                 execution = pool.submit(self.execute, pending)
                 upcoming = None
                 if config.rollout.overlap_execution and step + 1 < config.total_steps:
@@ -265,18 +268,27 @@ class Trainer:
                 if config.eval.every and step % config.eval.every == 0 and step < config.total_steps:
                     with self._timed("eval"):
                         metrics.update(self.evaluate_heldout(f"step_{step}"))
-                if step % config.checkpoint.every == 0 and step < config.total_steps:
-                    with self._timed("checkpoint"):
-                        self.checkpoint(step)
                 if upcoming is None and step < config.total_steps and not stop_requested():
-                    upcoming = self.generate(step)
+                    if budget.exhausted(time.perf_counter() - step_started - self._times.get("time/eval_s", 0.0)):
+                        budget_reached = True
+                    else:
+                        upcoming = self.generate(step)
                 now = time.perf_counter()
                 metrics.update(self._times, **run_setup.compile_stats())
                 metrics["time/step_s"] = now - step_started
+                budget.add(now - step_started - self._times.get("time/eval_s", 0.0))
+                metrics["time/train_minutes"] = budget.minutes
                 self._times, step_started = {}, now
+                continuing = upcoming is not None and not stop_requested()
+                if step % config.checkpoint.every == 0 and continuing:  # the last step saves below
+                    with self._timed("checkpoint"):
+                        self.checkpoint(step)
                 self.logger.log(step, metrics, summary_keys=SUMMARY_KEYS)
                 pending = upcoming
-            interrupted = step < config.total_steps
+            interrupted = step < config.total_steps and not budget_reached
+            if budget_reached:
+                _LOG.info("training time budget of %.1f min reached after step %d (%.1f min)",
+                          budget.limit_minutes, step, budget.minutes)
         if interrupted:
             _LOG.warning("stopped by Ctrl-C after step %d: checkpoint saved", step)
             self.logger.log_event("interrupted", {"step": step})
@@ -292,6 +304,37 @@ class Trainer:
             with open(os.path.join(self.workdir, "summary.json"), "w", encoding="utf-8") as handle:
                 json.dump(summary, handle, indent=2)
         return summary
+
+
+class _TrainBudget:
+    """Wall-clock budget for training (``config.max_train_minutes``; 0 = none), evaluation excluded.
+
+    `exhausted()` is true once another step, as long as the last one, would end past the budget, so a
+    run never overruns it by a step. Across processes process 0's clock decides (one broadcast), so
+    every host stops after the same step.
+    """
+
+    def __init__(self, limit_minutes: float):
+        self.limit_minutes = float(limit_minutes or 0.0)
+        self.seconds, self.last = 0.0, 0.0
+
+    def add(self, seconds: float) -> None:
+        self.seconds += seconds
+        self.last = seconds
+
+    @property
+    def minutes(self) -> float:
+        return self.seconds / 60.0
+
+    def exhausted(self, running_seconds: float = 0.0) -> bool:
+        """running_seconds: time already spent in the current, not yet `add`ed step."""
+        if self.limit_minutes <= 0:
+            return False
+        over = self.seconds + running_seconds + self.last > self.limit_minutes * 60.0
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            over = bool(multihost_utils.broadcast_one_to_all(np.asarray(over)))
+        return over
 
 
 @contextlib.contextmanager

@@ -143,3 +143,35 @@ def test_bucket_sizes_and_bad_params():
         SamplingParams(0)
     with pytest.raises(ValueError, match="top_p"):
         SamplingParams(4, top_p=0.0)
+
+
+def test_bfloat16_sampler_casts_weights_and_stays_close_to_float32(tiny):
+    bf16 = Sampler(tiny, dtype="bfloat16")
+    assert all(w.dtype == jnp.bfloat16 for w in jax.tree.leaves(bf16.weights))
+    assert bf16.cache_dtype == jnp.bfloat16
+    r = bf16.generate(PROMPTS, SamplingParams(max_new_tokens=12, temperature=1.0), jax.random.key(3))
+    for row in range(len(PROMPTS)):
+        reference = _teacher_forced_logprobs(tiny, r, row)  # float32 training path, same tokens
+        got = r.response_logprobs[row][r.response_mask[row]]
+        np.testing.assert_allclose(got, reference, atol=0.05)
+        assert not np.array_equal(got, reference)  # really computed in bf16
+
+
+@pytest.mark.slow
+def test_stop_after_code_block_ends_the_reply_at_the_closing_fence():
+    """Real SmolLM2 (its chat replies explain the code after the block): the row stops at the token that
+    closes the first ``` block; the tokens are a prefix of the unstopped reply."""
+    loaded = load_model("smollm2-135m-instruct")
+    sampler = Sampler(loaded)
+    messages = [{"role": "user", "content": "Write a Python function add(a, b) that returns a + b."}]
+    prompt = loaded.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    free = sampler.generate([prompt], SamplingParams(160, greedy=True), jax.random.key(0))
+    stopped = sampler.generate([prompt], SamplingParams(160, greedy=True, stop_after_code_block=True),
+                               jax.random.key(0))
+    text = stopped.texts[0]
+    assert text.count("```") == 2 and text.rstrip().endswith("```")
+    assert free.texts[0].startswith(text) and len(free.texts[0]) > len(text)
+    kept = int(stopped.response_mask[0].sum())
+    assert kept < int(free.response_mask[0].sum())
+    np.testing.assert_array_equal(stopped.response_tokens[0, :kept], free.response_tokens[0, :kept])
+    assert (stopped.response_tokens[0, kept:] == sampler.pad_id).all()
