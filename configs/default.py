@@ -84,7 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # The PPO update (rltf_jax.ppo.PPOConfig; the field names are its own).
     config.ppo = ml_collections.ConfigDict()
-    config.ppo.advantage = "grpo"           # gae (needs a value model) | grpo | rloo
+    config.ppo.advantage = "grpo"           # gae (needs a value model) | grpo | rloo | turn (RLEF)
     config.ppo.lr = 5e-6
     config.ppo.warmup_steps = 2
     config.ppo.weight_decay = 0.0
@@ -101,6 +101,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.ppo.kl_coef = 0.02
     config.ppo.kl_estimator = "k3"          # k1 | k2 | k3
     config.ppo.kl_mode = "reward"           # reward (β·KL in the per-token reward) | loss
+    config.ppo.kl_form = "token"            # token | turn_mean (RLEF: per-reply mean log-ratio)
     config.ppo.adaptive_kl = False
     config.ppo.kl_target = 6.0
     config.ppo.compute_dtype = "float32"    # float32 | bfloat16 (params stay float32)

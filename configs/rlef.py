@@ -1,6 +1,8 @@
 """RLEF on the starter set: multi-turn episodes (up to 3 replies, public-test feedback between them),
 rewarded +1 / -1 on private tests and -0.2 per reply without code; PPO with a KL penalty to the
-initial policy (Gehring et al. 2024)."""
+initial policy (Gehring et al. 2024). As in RLEF, a value is predicted per turn (at the last prompt
+token before each reply) and every token of a reply gets that turn's advantage (`ppo.advantage =
+"turn"`); `"gae"` gives token-level values instead, `"grpo"` / `"rloo"` no critic at all."""
 
 from rltf_jax.config_files import sibling_config
 
@@ -10,4 +12,6 @@ def get_config():
     config.method = "rlef"
     config.rlef.max_turns = 3
     config.ppo.kl_coef = 0.05
+    config.ppo.advantage = "turn"
+    config.ppo.kl_form = "token"        # or "turn_mean": RLEF's geometric-mean ratio per reply
     return config

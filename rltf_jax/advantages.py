@@ -113,3 +113,11 @@ def rloo_estimator(rewards, values, mask, group_ids, *, gamma, lam, eps):
     del values, gamma, lam, eps
     adv = rloo_scores(sequence_scores(rewards, mask), group_ids)
     return jnp.where(mask, adv[:, None], 0.0), None
+
+
+@register_estimator("turn", needs_values=True)
+def turn_estimator(rewards, values, mask, group_ids, *, gamma, lam, eps):
+    """RLEF's turn-level value: computed by ppo.rollout_statistics from the batch's turn structure
+    (turn_advantages.turn_estimates), since it needs `turn_ids` and `value_positions`."""
+    raise ValueError("the 'turn' advantage needs the batch's turn_ids and value_positions "
+                     "(multi-turn episodes); ppo.rollout_statistics computes it")

@@ -91,13 +91,17 @@ def _truncated(rollout: Rollout, max_new_tokens: int, stop_ids: Sequence[int]) -
 
 def sample_programs(sampler, tokenizer, problems: Sequence[Problem], *, samples_per_problem: int,
                     params: SamplingParams, rng, prompt_style: str,
-                    stop_ids: Sequence[int]) -> ProgramRollout:
-    """Samples ``samples_per_problem`` replies per problem and extracts their programs."""
+                    stop_ids: Sequence[int], first_problem: int = 0) -> ProgramRollout:
+    """Samples ``samples_per_problem`` replies per problem and extracts their programs.
+
+    first_problem: the step-wide index of ``problems[0]`` (a process's share of a multi-process
+    step): group ids and sampling rows continue from it, so the shares add up to the whole step."""
     repeated = [p for p in problems for _ in range(samples_per_problem)]
     prompts = [build_prompt(p, tokenizer, style=prompt_style) for p in repeated]
-    rollout = sampler.generate(prompts, params, rng)
+    rollout = sampler.generate(prompts, params, rng, row_offset=first_problem * samples_per_problem)
     extracted = [extract_code(p, text, style=prompt_style) for p, text in zip(repeated, rollout.texts)]
-    group_ids = np.repeat(np.arange(len(problems), dtype=np.int32), samples_per_problem)
+    group_ids = np.repeat(np.arange(first_problem, first_problem + len(problems), dtype=np.int32),
+                          samples_per_problem)
     return ProgramRollout(repeated, group_ids, rollout, extracted,
                           _truncated(rollout, params.max_new_tokens, stop_ids))
 
@@ -221,11 +225,12 @@ def bucket_length(length: int, multiple: int = 64) -> int:
 
 
 def ppo_batch(samples: Sequence[ScoredSample], *, batch_size: int, pad_id: int,
-              length_multiple: int = 64) -> dict[str, np.ndarray]:
+              length_multiple: int = 64, min_length: int = 0) -> dict[str, np.ndarray]:
     """Right-padded ``prompt ⧺ response`` arrays for the PPO step (docs/interfaces.md).
 
     Rows past ``len(samples)`` (dropped samples) are padding with an all-False ``response_mask``,
     so the batch shape (and the compiled update) stays the same whatever was dropped.
+    ``min_length``: at least this many columns (processes agree on one length, see trainer.py).
 
     Returns:
       tokens [B, T] int32, attention_mask [B, T] bool, response_mask [B, T] bool,
@@ -235,7 +240,7 @@ def ppo_batch(samples: Sequence[ScoredSample], *, batch_size: int, pad_id: int,
     if len(samples) > batch_size:
         raise ValueError(f"{len(samples)} samples do not fit a batch of {batch_size}")
     longest = max((len(s.prompt_tokens) + len(s.response_tokens) for s in samples), default=1)
-    length = bucket_length(longest, length_multiple)
+    length = bucket_length(max(longest, min_length), length_multiple)
     tokens = np.full((batch_size, length), pad_id, np.int32)
     attention = np.zeros((batch_size, length), bool)
     response = np.zeros((batch_size, length), bool)

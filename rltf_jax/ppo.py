@@ -35,8 +35,10 @@ from flax import nnx
 from rltf_jax import ppo_losses as L
 from rltf_jax.advantages import NEEDS_VALUES, get_estimator
 from rltf_jax.models.value_head import VALUE_MODES, make_value_model
+from rltf_jax.turn_advantages import geometric_mean_turn_kl, turn_estimates
 
 KL_MODES = ("reward", "loss")
+KL_FORMS = ("token", "turn_mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +50,8 @@ class PPOConfig:
     vf_coef, ent_coef: weights of the value loss and the entropy bonus.
     kl_coef: β, initial KL coefficient. kl_estimator: "k1" | "k2" | "k3".
     kl_mode: "reward" (β·kl subtracted from per-token rewards, PPO-RLHF) | "loss" (β·kl added to the loss).
+    kl_form: "token" (β·kl_t on every action) | "turn_mean" (RLEF: β × the mean log-ratio of each reply,
+      on its last action; needs the batch's turn_ids; with kl_mode "reward").
     adaptive_kl, kl_target, kl_horizon: Ziegler et al.'s controller (host-side, see update_kl_coef);
       kl_target is the per-sequence KL (nats) aimed for.
     epochs: passes over the batch. num_minibatches: optimizer steps per epoch.
@@ -70,6 +74,7 @@ class PPOConfig:
     kl_coef: float = 0.05
     kl_estimator: str = "k1"
     kl_mode: str = "reward"
+    kl_form: str = "token"
     adaptive_kl: bool = False
     kl_target: float = 6.0
     kl_horizon: int = 10_000
@@ -91,6 +96,9 @@ class PPOConfig:
     def __post_init__(self):
         get_estimator(self.advantage)
         checks = [(self.kl_mode in KL_MODES, f"kl_mode={self.kl_mode!r} not in {KL_MODES}"),
+                  (self.kl_form in KL_FORMS, f"kl_form={self.kl_form!r} not in {KL_FORMS}"),
+                  (self.kl_form == "token" or self.kl_mode == "reward",
+                   "kl_form='turn_mean' is a reward term: it needs kl_mode='reward'"),
                   (self.kl_estimator in L.KL_ESTIMATORS,
                    f"kl_estimator={self.kl_estimator!r} not in {L.KL_ESTIMATORS}"),
                   (self.value_mode in VALUE_MODES, f"value_mode={self.value_mode!r} not in {VALUE_MODES}"),
@@ -115,6 +123,9 @@ class PPOBatch(NamedTuple):
     token_rewards [B, T] float32 (environment rewards, before KL); group_ids [B] int32 (the problem);
     token_penalties [B, T] float32 or None: RLTF's fine-grained penalties kept apart from the outcome
     rewards, so they stay on their tokens whatever the estimator (see `rollout_statistics`).
+    turn_ids [B, T] int32 or None: for multi-turn episodes, k on the tokens of reply k, -1 elsewhere;
+    value_positions [B, K] int32 or None: the token index where reply k's value is read (-1 absent).
+    Both are needed by the "turn" advantage and kl_form "turn_mean" (episode_batch.py builds them).
     """
 
     tokens: Any
@@ -123,6 +134,8 @@ class PPOBatch(NamedTuple):
     token_rewards: Any
     group_ids: Any
     token_penalties: Any = None
+    turn_ids: Any = None
+    value_positions: Any = None
 
 
 def batch_from_rollout(prompt_tokens, prompt_mask, response_tokens, response_mask, response_rewards,
@@ -269,15 +282,28 @@ def rollout_statistics(defs, config, state: TrainState, batch: PPOBatch) -> dict
     mask = batch.response_mask[:, 1:]
     rewards = batch.token_rewards[:, 1:].astype(jnp.float32)
     kl = L.kl_estimate(stats["old_logp"], stats["ref_logp"], config.kl_estimator)
-    if config.kl_mode == "reward":
+    needs_turns = config.advantage == "turn" or (config.kl_mode == "reward" and config.kl_form == "turn_mean")
+    if needs_turns and (batch.turn_ids is None or batch.value_positions is None):
+        raise ValueError(f"advantage={config.advantage!r} / kl_form={config.kl_form!r} need the batch's "
+                         "turn_ids and value_positions (multi-turn episodes, episode_batch.py)")
+    turn_ids = batch.turn_ids[:, 1:] if needs_turns else None  # action t predicts token t + 1
+    if config.kl_mode == "reward" and config.kl_form == "turn_mean":
+        rewards = rewards - state.kl_coef * geometric_mean_turn_kl(
+            stats["old_logp"], stats["ref_logp"], turn_ids, batch.value_positions.shape[1])
+    elif config.kl_mode == "reward":
         rewards = rewards - state.kl_coef * kl
     penalties = jnp.zeros_like(rewards) if batch.token_penalties is None else \
         batch.token_penalties[:, 1:].astype(jnp.float32)
     if config.uses_values:  # a critic assigns credit: penalties are rewards like any other
         rewards = rewards + penalties
-    advantages, returns = get_estimator(config.advantage)(
-        rewards, stats.get("old_values"), mask, batch.group_ids,
-        gamma=config.gamma, lam=config.lam, eps=config.advantage_eps)
+    value_mask = mask
+    if config.advantage == "turn":  # RLEF: one value per reply, read before it; A = G_k - V(c_k)
+        advantages, returns, value_mask = turn_estimates(rewards, stats["old_values"], turn_ids,
+                                                         batch.value_positions, config.gamma)
+    else:
+        advantages, returns = get_estimator(config.advantage)(
+            rewards, stats.get("old_values"), mask, batch.group_ids,
+            gamma=config.gamma, lam=config.lam, eps=config.advantage_eps)
     if config.normalize_advantages:
         advantages = L.whiten(advantages, mask)
     if not config.uses_values:
@@ -287,12 +313,13 @@ def rollout_statistics(defs, config, state: TrainState, batch: PPOBatch) -> dict
         advantages = advantages + jnp.where(mask, penalties, 0.0)
     stats.update(action_mask=mask, advantages=advantages, rewards=rewards, kl=kl)
     if returns is not None:
-        stats["returns"] = returns
+        stats.update(returns=returns, value_mask=value_mask)
     return stats
 
 
-def loss_fn(params, defs, config, kl_coef, mb: dict, denominator):
-    """The PPO loss of one microbatch (sums over its tokens / `denominator`) and its metric sums."""
+def loss_fn(params, defs, config, kl_coef, mb: dict, denominator, value_denominator=None):
+    """The PPO loss of one microbatch and its metric sums: policy terms are sums over its action
+    tokens / `denominator`, the value loss a sum over its value positions / `value_denominator`."""
     logp, entropy, values = forward(defs, config, params["policy"], params["value"],
                                     mb["tokens"], mb["attention_mask"])
     mask = mb["action_mask"]
@@ -308,8 +335,8 @@ def loss_fn(params, defs, config, kl_coef, mb: dict, denominator):
         loss = loss + kl_coef * kl_loss
     value_loss = jnp.zeros(())
     if values is not None:
-        value_loss = L.clipped_value_loss(values, mb["old_values"], mb["returns"], mask,
-                                          config.value_clip, denominator)
+        value_loss = L.clipped_value_loss(values, mb["old_values"], mb["returns"], mb["value_mask"],
+                                          config.value_clip, value_denominator)
         loss = loss + config.vf_coef * value_loss
     log_ratio = logp - mb["old_logp"]
     sums = {"loss/total": loss, "loss/policy": policy_loss, "loss/value": value_loss, "loss/kl": kl_loss,
@@ -324,15 +351,18 @@ def _minibatch_step(defs, config, optimizer, kl_coef, carry, minibatch: dict):
     """One optimizer step on a minibatch [accum, micro, ...]: gradients summed over microbatches."""
     params, opt_state = carry
     denominator = jnp.maximum(jnp.sum(minibatch["action_mask"]), 1).astype(jnp.float32)
+    value_denominator = jnp.maximum(jnp.sum(minibatch.get("value_mask", minibatch["action_mask"])),
+                                    1).astype(jnp.float32)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def micro_step(acc, mb):
-        (_, sums), grads = grad_fn(params, defs, config, kl_coef, mb, denominator)
+        (_, sums), grads = grad_fn(params, defs, config, kl_coef, mb, denominator, value_denominator)
         return jax.tree.map(jnp.add, acc, (grads, sums)), None
 
     zero = (jax.tree.map(jnp.zeros_like, params),
             jax.eval_shape(lambda: loss_fn(params, defs, config, kl_coef,
-                                           jax.tree.map(lambda x: x[0], minibatch), denominator)[1]))
+                                           jax.tree.map(lambda x: x[0], minibatch), denominator,
+                                           value_denominator)[1]))
     zero = (zero[0], jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero[1]))
     (grads, sums), _ = jax.lax.scan(micro_step, zero, minibatch)
     sums["optim/grad_norm"] = optax.tree.norm(grads)
@@ -351,7 +381,7 @@ def ppo_update(defs: ModelDefs, config: PPOConfig, state: TrainState, batch: PPO
     data = {k: stats[k] for k in ("old_logp", "ref_logp", "advantages", "action_mask")}
     data.update(tokens=batch.tokens, attention_mask=batch.attention_mask)
     if "returns" in stats:
-        data.update(old_values=stats["old_values"], returns=stats["returns"])
+        data.update(old_values=stats["old_values"], returns=stats["returns"], value_mask=stats["value_mask"])
     optimizer = make_optimizer(config)
     rng, epoch_rng = jax.random.split(jax.random.wrap_key_data(state.rng))
 
@@ -388,9 +418,11 @@ def _rollout_metrics(stats: dict, batch: PPOBatch, mask, kl_coef) -> dict:
         "response/length": jnp.mean(tokens_per_seq.astype(jnp.float32)),
     }
     if "returns" in stats:
-        metrics["value/explained_variance"] = L.explained_variance(stats["old_values"], stats["returns"], mask)
-        metrics["value/mean"] = L.masked_mean(stats["old_values"], mask)
-        metrics["value/return_mean"] = L.masked_mean(stats["returns"], mask)
+        value_mask = stats["value_mask"]
+        metrics["value/explained_variance"] = L.explained_variance(stats["old_values"], stats["returns"],
+                                                                   value_mask)
+        metrics["value/mean"] = L.masked_mean(stats["old_values"], value_mask)
+        metrics["value/return_mean"] = L.masked_mean(stats["returns"], value_mask)
     return {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
 
@@ -411,19 +443,30 @@ def make_update(defs: ModelDefs, config: PPOConfig, *, mesh=None, state: TrainSt
 
     state_sh = train_state_shardings(state, mesh)
     rows = NamedSharding(mesh, PartitionSpec(BATCH_AXES, None))
-    batch_sh = PPOBatch(rows, rows, rows, rows, NamedSharding(mesh, PartitionSpec(BATCH_AXES)), rows)
+    batch_sh = PPOBatch(rows, rows, rows, rows, NamedSharding(mesh, PartitionSpec(BATCH_AXES)), rows, rows, rows)
     replicated = NamedSharding(mesh, PartitionSpec())
     return _with_penalties(jax.jit(fn, donate_argnums=(0,), in_shardings=(state_sh, batch_sh),
                                    out_shardings=(state_sh, replicated)))
 
 
+def complete_batch(batch: PPOBatch) -> PPOBatch:
+    """Every optional field filled (one compiled signature): no `token_penalties` -> zeros, no turn
+    structure -> turn_ids = -1 [B, T] and value_positions = -1 [B, 1]."""
+    shape = np.shape(batch.token_rewards)
+    if batch.token_penalties is None:
+        batch = batch._replace(token_penalties=np.zeros(shape, np.float32))
+    if batch.turn_ids is None:
+        batch = batch._replace(turn_ids=np.full(shape, -1, np.int32))
+    if batch.value_positions is None:
+        batch = batch._replace(value_positions=np.full((shape[0], 1), -1, np.int32))
+    return batch
+
+
 def _with_penalties(update):
-    """One compiled signature: a batch without `token_penalties` gets zeros."""
+    """The update on `complete_batch(batch)`."""
 
     def call(state: TrainState, batch: PPOBatch):
-        if batch.token_penalties is None:
-            batch = batch._replace(token_penalties=np.zeros(np.shape(batch.token_rewards), np.float32))
-        return update(state, batch)
+        return update(state, complete_batch(batch))
 
     return call
 

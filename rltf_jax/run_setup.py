@@ -46,6 +46,8 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
         raise ValueError(
             f"a {count}-process run needs a coordinator address and a process id "
             f"(got address={address!r}, process_id={index}); set RLTF_COORDINATOR / RLTF_PROCESS_ID")
+    # CPU devices of different processes talk through gloo (GPUs / TPUs bring their own collectives).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=address, num_processes=count, process_id=index)
     _LOG.info("process %d of %d, %d local / %d global devices", jax.process_index(),
               jax.process_count(), jax.local_device_count(), jax.device_count())

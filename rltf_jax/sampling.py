@@ -84,6 +84,9 @@ def bucket_size(n: int, minimum: int = 16) -> int:
 def sample_tokens(logits, rng, temperature, top_p, *, greedy: bool, top_k: int, use_top_p: bool):
     """Samples one token per row. logits [B, V] float32 -> (tokens [B] int32, logprobs [B] float32).
 
+    rng: one key for the batch, or [B] keys, one per row (then a row's sample does not depend on
+    which other rows share its batch).
+
     logprobs are log p(token) under the distribution actually sampled from: softmax(logits / T)
     restricted to the top-k and the top-p nucleus and renormalised (greedy: softmax(logits)).
     """
@@ -102,7 +105,11 @@ def sample_tokens(logits, rng, temperature, top_p, *, greedy: bool, top_k: int, 
         kept = mass_before < top_p  # the first token is always kept
         threshold = jnp.min(jnp.where(kept, sorted_x, jnp.inf), axis=-1, keepdims=True)
         x = jnp.where(x < threshold, -jnp.inf, x)
-    tokens = jax.random.categorical(rng, x, axis=-1).astype(jnp.int32)
+    if jnp.ndim(rng) == 0:
+        tokens = jax.random.categorical(rng, x, axis=-1)
+    else:
+        tokens = jax.vmap(lambda key, row: jax.random.categorical(key, row))(rng, x)
+    tokens = tokens.astype(jnp.int32)
     logp = jax.nn.log_softmax(x, axis=-1)
     return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
 
@@ -117,10 +124,12 @@ def fence_counts(tokenizer, vocab_size: int) -> np.ndarray:
     return counts
 
 
-def _generate(config, weights, prompt_tokens, prompt_mask, row_active, eos_ids, fence_table, fence_limit,
-              max_new, temperature, top_p, rng, *, new_bucket: int, greedy: bool, top_k: int, use_top_p: bool, pad_id: int,
+def _generate(config, weights, prompt_tokens, prompt_mask, row_active, row_ids, eos_ids, fence_table,
+              fence_limit, max_new, temperature, top_p, rng, *, new_bucket: int, greedy: bool, top_k: int, use_top_p: bool, pad_id: int,
               cache_dtype):
     """Prefill + decode on device. prompt_tokens/mask [B, P]; row_active [B] bool (False = batch padding);
+    row_ids [B] int32: each row's global index; row r's token at step i is drawn with the key
+    fold_in(split(rng)_i, row_ids[r]), so a row samples the same tokens whatever batch it is in;
     weights: models.decode.UnrolledWeights; fence_table [V] int32 (``` runs per token) and
     fence_limit [] int32: a row stops at the token that brings its ``` count to fence_limit (0: never).
 
@@ -132,7 +141,11 @@ def _generate(config, weights, prompt_tokens, prompt_mask, row_active, eos_ids, 
     cache = init_layer_cache(config, b, p + new_bucket, cache_dtype)
     hidden, cache = forward_unrolled(config, weights, prompt_tokens, positions, prompt_mask, cache,
                                      cache_is_empty=True)
-    sample = functools.partial(sample_tokens, greedy=greedy, top_k=top_k, use_top_p=use_top_p)
+    def sample(logits, step_rng, temperature, top_p):
+        keys = jax.vmap(lambda row: jax.random.fold_in(step_rng, row))(row_ids)
+        return sample_tokens(logits, keys, temperature, top_p, greedy=greedy, top_k=top_k,
+                             use_top_p=use_top_p)
+
     rng, step_rng = jax.random.split(rng)
     tok, lp = sample(logits_unrolled(weights, hidden[:, -1]), step_rng, temperature, top_p)
     out_tokens = jnp.full((b, new_bucket), pad_id, jnp.int32).at[:, 0].set(tok)
@@ -168,6 +181,24 @@ def _generate(config, weights, prompt_tokens, prompt_mask, row_active, eos_ids, 
     carry = (cache, out_tokens, out_lp, out_mask, done, fences, jnp.zeros((), jnp.int32), rng)
     _, out_tokens, out_lp, out_mask, _, _, steps, _ = jax.lax.while_loop(cond, body, carry)
     return out_tokens, out_lp, out_mask, steps + 1
+
+
+def process_local(tree):
+    """Multi-process runs: arrays that span other processes' devices -> this process's full copy
+    (a replicated array's local shard; a sharded one gathered, a collective every process joins).
+    The sampler runs on a process-local mesh: each process generates its own rows."""
+    if jax.process_count() == 1:
+        return tree
+
+    def local(x):
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return x
+        if x.is_fully_replicated:
+            return x.addressable_data(0)
+        from jax.experimental import multihost_utils
+        return jnp.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+    return jax.tree.map(local, tree)
 
 
 class Sampler:
@@ -218,6 +249,7 @@ class Sampler:
 
         The stacked layer weights are split into per-layer buffers (models/decode.py), a copy the
         size of the layer weights that lets every decode step read weights in place."""
+        state = process_local(state)
         if self._state_shardings is not None:
             state = jax.device_put(state, self._state_shardings)
         weights = unstack_weights(state)
@@ -254,14 +286,18 @@ class Sampler:
                 rep = NamedSharding(self.mesh, PartitionSpec())
                 rows = NamedSharding(self.mesh, PartitionSpec(("data", "fsdp")))
                 kwargs = dict(in_shardings=(self._weight_shardings, self._batch_sharding, self._batch_sharding,
-                                            rows, rep, rep, rep, rep, rep, rep, rep),
+                                            rows, rows, rep, rep, rep, rep, rep, rep, rep),
                               out_shardings=(self._batch_sharding, self._batch_sharding,
                                              self._batch_sharding, rep))
             self._jitted[key] = jax.jit(functools.partial(fn, self.config), **kwargs)
         return self._jitted[key]
 
-    def generate(self, prompts: list[str], params: SamplingParams, rng: jax.Array) -> Rollout:
-        """Samples one response per prompt (duplicate prompts for several samples per problem)."""
+    def generate(self, prompts: list[str], params: SamplingParams, rng: jax.Array, *,
+                 row_offset: int = 0) -> Rollout:
+        """Samples one response per prompt (duplicate prompts for several samples per problem).
+
+        row_offset: global index of the first prompt. Prompt i draws its tokens from (rng,
+        row_offset + i) alone, so a batch split over processes samples what one process would."""
         if not prompts:
             raise ValueError("generate() needs at least one prompt")
         rows = self._tokenize(prompts)
@@ -281,6 +317,7 @@ class Sampler:
             tokens[i, p - len(r):] = r
             mask[i, p - len(r):] = True
         active = np.arange(b) < n_rows
+        row_ids = (np.arange(b) + row_offset).astype(np.int32)
         use_top_p = params.top_p < 1.0 and not params.greedy
         key = (b, p, n, params.greedy, 0 if params.greedy else params.top_k, use_top_p)
         fn = self._jit(key)
@@ -290,7 +327,7 @@ class Sampler:
         fence_table = self._fence_table if self._fence_table is not None else \
             np.zeros(self.config.vocab_size, np.int32)
         fence_limit = np.int32(2 if params.stop_after_code_block else 0)
-        out = fn(self.weights, tokens, mask, active, self.eos_ids, fence_table, fence_limit,
+        out = fn(self.weights, tokens, mask, active, row_ids, self.eos_ids, fence_table, fence_limit,
                  np.int32(params.max_new_tokens),
                  np.float32(params.temperature), np.float32(params.top_p), rng)
         out_tokens, out_lp, out_mask, _ = jax.device_get(out)

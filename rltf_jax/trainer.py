@@ -27,14 +27,16 @@ import jax
 import numpy as np
 
 from rltf_jax import episode_batch as rlef_batch
-from rltf_jax import loop, run_setup, sharding
+from rltf_jax import loop, multihost, run_setup, sharding
 from rltf_jax.checkpoint import CheckpointOptions, Checkpointer, abstract_like
 from rltf_jax.data import load_problems
 from rltf_jax.episodes import EpisodeConfig, run_episodes
 from rltf_jax.evaluate import evaluate_problems
+from rltf_jax.supervised import make_supervised_update, supervised_batch
 from rltf_jax.metrics import MetricsLogger
 from rltf_jax.models import load_model
-from rltf_jax.ppo import PPOBatch, PPOConfig, init_train_state, make_update, train_state_shardings, update_kl_coef
+from rltf_jax.ppo import (PPOBatch, PPOConfig, complete_batch, init_train_state, make_update,
+                          train_state_shardings, update_kl_coef)
 from rltf_jax.rewards import RewardConfig
 from rltf_jax.rewards.rlef import RLEFRewardConfig
 from rltf_jax.sandbox_client import SandboxClient, local_sandbox
@@ -42,7 +44,7 @@ from rltf_jax.sampling import Sampler, SamplingParams
 
 _LOG = logging.getLogger("rltf_jax.trainer")
 SUMMARY_KEYS = ("reward/outcome", "samples/pass_rate", "episodes/final_pass_rate", "kl/k3", "loss/policy")
-METHODS = ("rltf", "rlef")
+METHODS = ("rltf", "rlef", "supervised")  # supervised: RLTF's baseline, fine-tuning on reference solutions
 
 
 def model_identity(name: str, model_config) -> dict[str, Any]:
@@ -108,9 +110,17 @@ class Trainer:
         self.heldout_problems = load_problems(config.data.heldout) if config.data.heldout else []
         self.stream = loop.ProblemStream(self.train_problems, config.data.problems_per_step, config.seed)
         self.buffer = loop.ReplayBuffer(config.buffer.size)
-        self.sampler = Sampler(self.loaded, mesh=self.mesh, dtype=config.rollout.dtype)
+        self._check_multiprocess(config)
+        # Each process samples its own share of a step on its own devices (rltf_jax/multihost.py).
+        sampler_mesh = self.mesh if jax.process_count() == 1 else sharding.make_mesh(
+            data=jax.local_device_count(), fsdp=1, devices=jax.local_devices())
+        self.sampler = Sampler(self.loaded, mesh=sampler_mesh, dtype=config.rollout.dtype)
         self.sampler.set_weights(self.state.policy)
         self.update = make_update(self.defs, self.ppo_config, mesh=self.mesh, state=self.state)
+        self.supervised_update = None
+        if self.method == "supervised" or config.supervised.every:
+            self.supervised_update = make_supervised_update(self.defs, self.ppo_config, mesh=self.mesh,
+                                                            state=self.state)
         self.client = self._sandbox_client()
         self.logger = MetricsLogger(self.workdir, total_steps=config.total_steps, start_step=self.start_step,
                                     enabled=self.is_main, progress=config.log.progress)
@@ -122,6 +132,18 @@ class Trainer:
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
+
+    def _check_multiprocess(self, config) -> None:
+        count = jax.process_count()
+        if count == 1:
+            return
+        if self.method != "rltf":
+            raise ValueError(f"config.method={self.method!r}: multi-process runs support 'rltf' only so far")
+        if config.buffer.replay_samples:
+            raise ValueError("buffer.replay_samples > 0 is not supported in multi-process runs yet")
+        if config.supervised.every:
+            raise ValueError("supervised.every > 0 is not supported in multi-process runs yet")
+        multihost.process_share(range(config.data.problems_per_step))  # divisible by the process count
 
     def _sandbox_client(self) -> SandboxClient:
         sandbox = self.config.sandbox
@@ -159,6 +181,8 @@ class Trainer:
             return self._generate(step)
 
     def _generate(self, step: int):
+        if self.method == "supervised":  # nothing to sample: the step's problems and their solutions
+            return self.stream.for_step(step)
         if self.method == "rlef":  # episodes run their own public/private tests turn by turn
             return run_episodes(
                 self.sampler, self.tokenizer, self.client, self.stream.for_step(step),
@@ -166,19 +190,20 @@ class Trainer:
                 rng=self.step_key(step), config=EpisodeConfig(max_turns=self.config.rlef.max_turns,
                                                               limits=self.limits),
                 stop_ids=self.loaded.config.eos_token_ids)
+        problems, first = multihost.process_share(self.stream.for_step(step))
         return loop.sample_programs(
-            self.sampler, self.tokenizer, self.stream.for_step(step),
+            self.sampler, self.tokenizer, problems,
             samples_per_problem=self.config.rollout.samples_per_problem, params=self.sampling_params(),
             rng=self.step_key(step), prompt_style=self.config.data.prompt_style,
-            stop_ids=self.loaded.config.eos_token_ids)
+            stop_ids=self.loaded.config.eos_token_ids, first_problem=first)
 
     def execute(self, programs: loop.ProgramRollout):
         with self._timed("execute"):
             return self._execute(programs)
 
     def _execute(self, programs: loop.ProgramRollout):
-        if self.method == "rlef":
-            return None  # executed during the episodes
+        if self.method in ("rlef", "supervised"):
+            return None  # executed during the episodes / nothing to execute
         return loop.execute_programs(self.client, programs, tests=self.config.data.tests, limits=self.limits)
 
     def evaluate_heldout(self, label: str) -> dict[str, float]:
@@ -210,21 +235,30 @@ class Trainer:
         score_started = time.perf_counter()
         rows = config.data.problems_per_step * config.rollout.samples_per_problem
         replayed = []
+        if self.method == "supervised":
+            metrics = self.supervised_step(programs)
+            metrics["time/score_s"] = time.perf_counter() - score_started
+            return metrics
         if self.method == "rlef":
             episodes = programs
-            batch = rlef_batch.episode_batch(
+            turns = rlef_batch.episode_batch(
                 episodes, batch_size=rows, pad_id=self.pad_id, max_turns=config.rlef.max_turns,
-                tokenizer=self.tokenizer, reward_config=self.rlef_rewards).ppo
+                tokenizer=self.tokenizer, reward_config=self.rlef_rewards)
+            batch = turns.ppo._replace(turn_ids=turns.turn_ids, value_positions=turns.value_positions)
             metrics = rlef_batch.episode_metrics(episodes)
         else:
             samples, metrics = loop.score_rollout(programs, results, self.tokenizer, self.reward_config)
+            metrics = multihost.combine_metrics(metrics)
             if config.buffer.replay_samples:
                 replayed = self.buffer.draw(config.buffer.replay_samples,
                                             np.random.default_rng([config.seed, step]),
                                             first_group_id=config.data.problems_per_step)
             self.buffer.add(samples)
-            batch = PPOBatch(**loop.ppo_batch(samples + replayed, batch_size=rows + config.buffer.replay_samples,
-                                              pad_id=self.pad_id))
+            rows_here = rows // jax.process_count() + config.buffer.replay_samples
+            longest = max((len(s.prompt_tokens) + len(s.response_tokens) for s in samples + replayed), default=1)
+            batch = PPOBatch(**loop.ppo_batch(samples + replayed, batch_size=rows_here, pad_id=self.pad_id,
+                                              min_length=multihost.agree_max(longest)))
+            batch = multihost.global_batch(complete_batch(batch), self.mesh, sharding.BATCH_AXES)
         update_started = time.perf_counter()
         self.state, update_metrics = self.update(self.state, batch)
         update_metrics = jax.device_get(update_metrics)
@@ -232,11 +266,27 @@ class Trainer:
         if self.ppo_config.adaptive_kl:
             self.state = update_kl_coef(self.state, float(update_metrics["kl/seq_k1"]), rows,
                                         self.ppo_config)
+        if config.supervised.every and (step + 1) % config.supervised.every == 0:
+            problems = list({p.id: p for p in getattr(programs, "problems", [])}.values()) or \
+                self.stream.for_step(step)
+            update_metrics.update(self.supervised_step(problems, set_weights=False))
         self.sampler.set_weights(self.state.policy)
         metrics.update({k: float(v) for k, v in update_metrics.items()})
         metrics.update({"time/score_s": update_started - score_started,
                         "time/update_s": update_ended - update_started,
                         "samples/replayed": float(len(replayed))})
+        return metrics
+
+    def supervised_step(self, problems, *, set_weights: bool = True) -> dict[str, float]:
+        """One supervised step on the reference solutions of `problems` (config.supervised)."""
+        started = time.perf_counter()
+        batch = supervised_batch(problems, self.tokenizer, batch_size=self.config.supervised.batch_size,
+                                 pad_id=self.pad_id, style=self.config.data.prompt_style)
+        self.state, metrics = self.supervised_update(self.state, batch)
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if set_weights:
+            self.sampler.set_weights(self.state.policy)
+        metrics["time/supervised_s"] = time.perf_counter() - started
         return metrics
 
     @property

@@ -87,3 +87,17 @@ def geometric_mean_turn_kl(logp: jnp.ndarray, ref_logp: jnp.ndarray, turn_ids: j
     last = jnp.max(jnp.where(one_hot > 0, jnp.arange(length)[None, :, None], -1), axis=1)  # [B, K]
     is_last = (jnp.arange(length)[None, :, None] == last[:, None, :]) & (counts[:, None, :] > 0)
     return jnp.einsum("bk,blk->bl", means, is_last.astype(jnp.float32))
+
+
+def turn_estimates(rewards: jnp.ndarray, values: jnp.ndarray, turn_ids: jnp.ndarray,
+                   value_positions: jnp.ndarray, gamma: float = 1.0):
+    """What the PPO step needs for RLEF's turn-level value, on the action axis L.
+
+    Args: rewards, values [B, L] float32; turn_ids [B, L] int32 (already shifted to actions);
+      value_positions [B, K] int32.
+    Returns: advantages [B, L] (G_k - V(c_k) on reply k's actions), value targets [B, L] (G_k at
+      each turn's value position, 0 elsewhere) and value_mask [B, L] bool (those positions).
+    """
+    advantages, returns, _ = turn_level_advantages(rewards, values, turn_ids, value_positions, gamma)
+    targets, value_mask = turn_value_targets(returns, value_positions, rewards.shape[1])
+    return advantages, targets, value_mask

@@ -1,0 +1,70 @@
+"""What a multi-process (multi-host) training run needs beyond one process: who samples what, and how
+each process's rows become one global batch.
+
+Each process generates, executes and scores its own contiguous share of the step's problems (on a
+process-local sampler mesh), then the PPO update runs once on the global mesh: every process hands
+in its rows (`global_batch`, jax.make_array_from_process_local_data) and the batch axis is sharded
+over ("data", "fsdp"), so process p's rows live on process p's devices. Group ids and sampling rows
+are numbered step-wide, so the processes' shares together are exactly the step a single process
+would run (tests/test_multihost.py checks a 2-process run against a 1-process one). With one process
+every function here is the identity.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import numpy as np
+
+# Host metrics that are counts over the step (summed over processes); the others are means.
+SUMMED_METRICS = ("samples/total", "samples/dropped_sandbox_error", "samples/replayed")
+
+
+def process_share(items: Sequence, process_index: int | None = None,
+                  process_count: int | None = None) -> tuple[list, int]:
+    """(this process's contiguous share of `items`, index of its first item in `items`)."""
+    index = jax.process_index() if process_index is None else process_index
+    count = jax.process_count() if process_count is None else process_count
+    if len(items) % count:
+        raise ValueError(f"{len(items)} problems per step cannot be split evenly over {count} processes; "
+                         "make data.problems_per_step a multiple of the process count")
+    share = len(items) // count
+    return list(items[index * share:(index + 1) * share]), index * share
+
+
+def agree_max(value: int) -> int:
+    """The largest `value` over all processes (every process must call it)."""
+    if jax.process_count() == 1:
+        return int(value)
+    from jax.experimental import multihost_utils
+    return int(np.max(multihost_utils.process_allgather(np.asarray(value, np.int64))))
+
+
+def combine_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Host metrics of this process's share -> the step's: counts summed, rates averaged (the
+    shares are equal in size). Every process must call it with the same keys."""
+    if jax.process_count() == 1:
+        return metrics
+    from jax.experimental import multihost_utils
+    keys = sorted(metrics)
+    gathered = np.asarray(multihost_utils.process_allgather(
+        np.asarray([metrics[k] for k in keys], np.float64)))  # [processes, keys]
+    return {k: float(gathered[:, i].sum() if k in SUMMED_METRICS else gathered[:, i].mean())
+            for i, k in enumerate(keys)}
+
+
+def global_batch(batch, mesh, batch_axes):
+    """A NamedTuple of this process's [rows, ...] numpy arrays -> the same NamedTuple of global
+    jax.Arrays [processes × rows, ...], rows sharded over `batch_axes` of `mesh` (the identity in a
+    single process: jit places numpy inputs itself)."""
+    if jax.process_count() == 1:
+        return batch
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    def to_global(x):
+        x = np.asarray(x)
+        spec = PartitionSpec(batch_axes, *([None] * (x.ndim - 1)))
+        return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), x)
+
+    return type(batch)(*(to_global(x) for x in batch))
