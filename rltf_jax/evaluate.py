@@ -154,7 +154,8 @@ def evaluate_solutions(client, problems: Sequence[Problem], *, limits: dict | No
 
 def markdown_table(result: dict) -> str:
     """pass@k per difficulty (and overall) with 95% CIs as a Markdown table."""
-    ks = [key for key in result if key.startswith("pass@") and key[5:].isdigit()]
+    ks = [key for key in result if (key.startswith("pass@") and key[5:].isdigit()) or
+          (key.startswith("1@") and key[2:].isdigit())]
     head = "| difficulty | problems | " + " | ".join(f"{k} (95% CI)" for k in ks) + " |"
     rows = [head, "|" + "---|" * (2 + len(ks))]
 
@@ -209,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout-s", type=float, default=None, help="per-test time limit")
     parser.add_argument("--sandbox-url", default=None, help="default: start a local sandbox")
     parser.add_argument("--output", default=None, help="JSON file; the Markdown table goes next to it (.md)")
-    parser.add_argument("--turns", type=int, default=1, help="multi-turn RLEF evaluation (not yet)")
+    parser.add_argument("--turns", type=int, default=1,
+                        help="T > 1: multi-turn episodes with public-test feedback (RLEF); reports 1@k "
+                             "over turns for each --k (every reply is a sample)")
     parser.add_argument("--full-replies", action="store_true",
                         help="chat: generate past the first closed ``` block (default: stop there)")
     parser.add_argument("--dtype", default=None, help="generation dtype, e.g. bfloat16 (default: float32)")
@@ -227,8 +230,10 @@ def _with_client(url: str | None, body: Callable):
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    if args.turns != 1:
-        raise SystemExit("--turns > 1 (multi-turn RLEF evaluation) is not implemented yet")
+    if args.turns < 1:
+        raise SystemExit("--turns must be >= 1")
+    if args.turns > 1 and args.solutions:
+        raise SystemExit("--turns applies to a model, not to --solutions")
     if args.num_samples < 1:
         raise SystemExit("--num-samples must be >= 1")
     problems = load_problems(args.dataset)
@@ -248,11 +253,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
             0.0 if args.num_samples == 1 else 0.8)
         loaded = load_policy(args.model, args.checkpoint)
         sampler = Sampler(loaded, dtype=args.dtype)
-        result = _with_client(args.sandbox_url, lambda c: evaluate_problems(
-            sampler, c, problems, num_samples=args.num_samples,
-            ks=args.k, temperature=temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-            style=args.style, batch_size=args.batch_size, seed=args.seed, limits=limits,
-            progress=progress, stop_after_code_block=not args.full_replies))
+        if args.turns > 1:
+            result = _with_client(args.sandbox_url, lambda c: _evaluate_turns(args, sampler, c, problems,
+                                                                              temperature, limits))
+        else:
+            result = _with_client(args.sandbox_url, lambda c: evaluate_problems(
+                sampler, c, problems, num_samples=args.num_samples,
+                ks=args.k, temperature=temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                style=args.style, batch_size=args.batch_size, seed=args.seed, limits=limits,
+                progress=progress, stop_after_code_block=not args.full_replies))
         result.update({"model": args.model or args.checkpoint, "temperature": temperature,
                        "style": args.style, "max_new_tokens": args.max_new_tokens, "seed": args.seed})
     result["dataset"] = args.dataset
@@ -264,6 +273,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(table)
     print(json.dumps(result))
     return result
+
+
+def _evaluate_turns(args, sampler, client, problems, temperature: float, limits: dict | None) -> dict:
+    import jax
+    from rltf_jax.episodes import EpisodeConfig
+    from rltf_jax.evaluate_turns import evaluate_episodes
+    from rltf_jax.sampling import SamplingParams
+
+    if args.style != "chat":
+        raise SystemExit("--turns > 1 needs --style chat (feedback is a chat turn)")
+    params = SamplingParams(args.max_new_tokens, temperature=temperature or 1.0, top_p=args.top_p,
+                            greedy=temperature == 0.0, stop_after_code_block=not args.full_replies)
+    config = EpisodeConfig(max_turns=args.turns, **({"limits": {**EpisodeConfig().limits, **limits}}
+                                                     if limits else {}))
+    return evaluate_episodes(sampler, sampler.tokenizer, client, problems, turns=args.turns,
+                             num_samples=args.num_samples, ks=args.k, params=params,
+                             rng=jax.random.PRNGKey(args.seed), config=config)
 
 
 def run() -> None:

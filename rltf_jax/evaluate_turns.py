@@ -165,3 +165,37 @@ def compare_turns(source, tokenizer, client, problems, *, budget: int, attempts:
         single_pass_at_1=summarize(single_scores["pass_at_1"]),
         multi_one_at_k=summarize(multi_scores["per_problem"]), multi_mean_turns=multi_scores["mean_turns"],
         random_one_at_k=random_one, random_mean_turns=random_turns, multi_metrics=episode_metrics(multi))
+
+
+def evaluate_episodes(source, tokenizer, client, problems, *, turns: int, num_samples: int,
+                      ks: Sequence[int], params, rng, config: EpisodeConfig = EpisodeConfig()) -> dict:
+    """`python -m rltf_jax.evaluate --turns T`: ``num_samples`` episodes of ≤ ``turns`` turns per
+    problem; 1@k over turns (every reply is a sample, module docstring) for each k in ``ks`` up to
+    the turns drawn, per difficulty, with 95% CIs; the layout of `evaluate.score` with keys "1@k"."""
+    episodes = run_episodes(source, tokenizer, client, problems, samples_per_problem=num_samples,
+                            params=params, rng=rng, config=dataclasses.replace(config, max_turns=turns))
+    groups = by_problem(episodes)
+    if not groups:
+        raise ValueError("no episodes to score (all dropped by sandbox errors?)")
+    difficulty = {p.id: p.difficulty or "unknown" for p in problems}
+    # A problem whose episodes ended early (public tests passed) drew fewer than k turns: its 1@k is
+    # scored on the turns it drew (its submitted answers are all among them).
+    per_k = {}
+    for k in sorted(set(ks)):
+        per_k[f"1@{k}"] = {pid: n_at_k_over_turns(eps, 1, min(k, sum(len(e.turns) for e in eps)))
+                           for pid, eps in groups.items()}
+    result = {"num_problems": len(groups), "num_samples": num_samples, "turns": turns, "ci95": {},
+              "by_difficulty": {}, "sandbox_errors": sum(e.dropped for e in episodes),
+              "mean_turns": float(np.mean([len(e.turns) for eps in groups.values() for e in eps]))}
+    for key, solved in per_k.items():
+        stats = summarize(list(solved.values()))
+        result[key] = stats["mean"]
+        result["ci95"][key] = [stats["ci_low"], stats["ci_high"]]
+        for name in sorted(set(difficulty[pid] for pid in solved)):
+            values = [v for pid, v in solved.items() if difficulty[pid] == name]
+            result["by_difficulty"].setdefault(name, {})[key] = summarize(values)
+    result["problems"] = [{"id": pid, "difficulty": difficulty[pid], "episodes": len(eps),
+                           "turns": [len(e.turns) for e in eps],
+                           "final_passed": [bool(e.final_passed) for e in eps]}
+                          for pid, eps in groups.items()]
+    return result

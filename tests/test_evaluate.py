@@ -65,8 +65,10 @@ def test_cli_arguments():
         build_parser().parse_args(["--model", "m", "--checkpoint", "c", "--dataset", "humaneval"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--model", "m", "--dataset", "humaneval", "--k", "0,x"])
-    with pytest.raises(SystemExit, match="not implemented"):
-        main(["--model", "m", "--dataset", "humaneval", "--turns", "3"])
+    with pytest.raises(SystemExit, match="--turns"):
+        main(["--model", "m", "--dataset", "humaneval", "--turns", "0"])
+    with pytest.raises(SystemExit, match="--turns"):
+        main(["--solutions", "--dataset", "humaneval", "--turns", "2"])
     with pytest.raises(ValueError, match="unknown dataset"):
         main(["--solutions", "--dataset", "nope"])
 
@@ -99,3 +101,17 @@ def test_evaluate_problems_with_real_sampler_and_sandbox(sandbox_url):
     assert 0.0 <= result["pass@1"] <= result["pass@2"] <= 1.0
     with pytest.raises(ValueError, match="greedy"):
         evaluate_problems(sampler, SandboxClient(sandbox_url), problems, num_samples=2, temperature=0.0)
+
+
+@pytest.mark.slow
+def test_cli_multi_turn_on_a_tiny_model(sandbox_url, tmp_path, capsys):
+    out = tmp_path / "turns.json"
+    result = main(["--model", "tiny-llama", "--dataset", "starter:heldout", "--limit", "2", "--turns", "2",
+                   "--k", "1,2", "--max-new-tokens", "8", "--sandbox-url", sandbox_url, "--output", str(out),
+                   "--no-progress"])
+    assert result["turns"] == 2 and result["num_problems"] == 2
+    assert 0.0 <= result["1@1"] <= result["1@2"] <= 1.0
+    assert all(1 <= t <= 2 for p in result["problems"] for t in p["turns"])
+    import json
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["1@2"] == result["1@2"]
+    assert out.with_suffix(".md").read_text().startswith("| difficulty |")

@@ -86,3 +86,18 @@ def test_multi_turn_scores_average_episodes_per_problem(tokenizer, client, probl
                             params=PARAMS, rng=jax.random.key(0), config=EpisodeConfig(max_turns=2))
     scores = multi_turn_scores(episodes)
     assert scores["per_problem"] == [0.5] and scores["mean_turns"] == pytest.approx(1.5)
+
+
+def test_evaluate_episodes_reports_one_at_k_over_turns(tokenizer, client, problems):
+    """`evaluate --turns`: the add problem is fixed at turn 2 after feedback -> 1@1 = 0, 1@2 = 1."""
+    from rltf_jax.evaluate import markdown_table
+    from rltf_jax.evaluate_turns import evaluate_episodes
+
+    result = evaluate_episodes(replay(tokenizer, [WRONG, RIGHT]), tokenizer, client, [problems[0]], turns=3,
+                               num_samples=1, ks=(1, 2, 3), params=PARAMS, rng=jax.random.key(0))
+    assert result["1@1"] == 0.0 and result["1@2"] == 1.0 and result["1@3"] == 1.0
+    assert result["mean_turns"] == 2.0 and result["turns"] == 3
+    assert result["problems"] == [{"id": "starter/add/0", "difficulty": "easy", "episodes": 1,
+                                   "turns": [2], "final_passed": [True]}]
+    assert result["by_difficulty"]["easy"]["1@2"]["mean"] == 1.0
+    assert "1@2 (95% CI)" in markdown_table(result)
