@@ -74,6 +74,27 @@ def test_rlef_mode_runs_multi_turn_episodes(tmp_path):
     assert record["reward/env_per_seq"] == pytest.approx(-1.6)
 
 
+def test_rlef_mode_with_turn_level_values(tmp_path):
+    summary = _train(tmp_path, 1, "--config.method=rlef", "--config.ppo.advantage=turn",
+                     "--config.eval.before_and_after=False")
+    assert summary["step"] == 1
+    (record,) = read_metrics(str(tmp_path / "metrics.jsonl"))
+    # one value per reply: 4 episodes x 3 replies are the value positions the critic is fit on
+    assert "value/explained_variance" in record and record["loss/value"] > 0
+    assert record["reward/env_per_seq"] == pytest.approx(-1.6)
+
+
+def test_time_budget_ends_the_run_evaluated_and_checkpointed(tmp_path):
+    summary = _train(tmp_path, 500, "--config.max_train_minutes=0.01")
+    assert 1 <= summary["step"] < 500 and not summary["interrupted"]
+    assert summary["heldout_pass@1_after"] is not None
+    steps = [m for m in read_metrics(str(tmp_path / "metrics.jsonl")) if "step" in m]
+    assert steps[-1]["step"] == summary["step"] and steps[-1]["time/train_minutes"] > 0
+    checkpoints = Checkpointer(str(tmp_path / "checkpoints"))
+    assert checkpoints.latest_step() == summary["step"]
+    checkpoints.close()
+
+
 def test_unknown_method_is_refused(tmp_path):
     command = [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
                "--config.method=dpo", "--workdir", str(tmp_path)]
