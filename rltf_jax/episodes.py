@@ -16,9 +16,12 @@ it, built by concatenating ids, never by re-encoding replies:
     env_1 ⧺ reply_1 ⧺ env_2 ⧺ reply_2 ⧺ ...      env_1 = the turn-1 prompt ids the sampler used,
                                                  env_k = ids of the text prompt_k adds after reply_{k-1}
 
-so every reply's tokens are exactly the sampled ones. ``Turn.context_matches`` records whether
-the sampler's own encoding of prompt_k equals ``env_1 ⧺ ... ⧺ env_k`` (it can differ only where a
-sampled reply is not the tokenizer's canonical encoding of its text).
+so every reply's tokens are exactly the sampled ones. From turn 2 on the source is handed those
+joined ids as the prompt (``generate(..., prompt_ids=...)``), so the model samples reply k
+conditioned on exactly the tokens PPO later scores it under. ``Turn.context_matches`` records
+whether the prompt the source used equals ``env_1 ⧺ ... ⧺ env_k`` (always, for sources that take
+ids; for one that re-encodes text it can differ where a sampled reply is not the tokenizer's
+canonical encoding of its text).
 
 `ReplySource` is what produces replies: the real `Sampler` satisfies it, and `TextReplies`
 replays given reply texts through the same path (deterministic content for tests and ablations).
@@ -44,7 +47,8 @@ FEEDBACK_MODES = ("real", "random")
 class ReplySource(Protocol):
     """Anything that answers prompts like `rltf_jax.sampling.Sampler.generate`."""
 
-    def generate(self, prompts: list[str], params: SamplingParams, rng) -> Rollout: ...
+    def generate(self, prompts: list[str], params: SamplingParams, rng, *,
+                 prompt_ids: Sequence[Sequence[int]] | None = None) -> Rollout: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,11 +162,14 @@ class TextReplies:
         if self.stop_id is None:
             raise ValueError("TextReplies needs a stop_id (the tokenizer has no eos_token_id)")
 
-    def generate(self, prompts: list[str], params: SamplingParams, rng) -> Rollout:
+    def generate(self, prompts: list[str], params: SamplingParams, rng, *,
+                 prompt_ids: Sequence[Sequence[int]] | None = None) -> Rollout:
         del rng
         bos = self.tokenizer.bos_token
-        prompt_ids = [self.tokenizer(p, add_special_tokens=not (bos and p.startswith(bos)))["input_ids"]
-                      for p in prompts]
+        if prompt_ids is None:
+            prompt_ids = [self.tokenizer(p, add_special_tokens=not (bos and p.startswith(bos)))["input_ids"]
+                          for p in prompts]
+        prompt_ids = [list(map(int, ids)) for ids in prompt_ids]
         texts = [self.reply_for(p) for p in prompts]
         reply_ids = [(self.tokenizer.encode(t, add_special_tokens=False) + [self.stop_id])[:params.max_new_tokens]
                      for t in texts]
@@ -251,6 +258,13 @@ def _assign_random_feedback(waiting: Sequence[Episode], pool: list[tuple[str, st
             turn.feedback_from, turn.feedback = others[int(rng.integers(len(others)))]
 
 
+def _context_ids(episode: Episode, prompt: str, tokenizer) -> np.ndarray:
+    """env_1 ⧺ reply_1 ⧺ ... ⧺ env_k for the next turn's `prompt` (earlier replies as sampled)."""
+    last = episode.turns[-1]
+    env_ids = environment_suffix_ids(tokenizer, last.prompt, last.text, prompt, last.reply_ids)
+    return np.concatenate([x for t in episode.turns for x in (t.env_ids, t.reply_ids)] + [env_ids])
+
+
 def _record_turn(episode: Episode, prompt: str, rollout: Rollout, row: int, params: SamplingParams,
                  stop_ids: frozenset, tokenizer) -> None:
     n = int(rollout.response_mask[row].sum())
@@ -304,7 +318,8 @@ def run_episodes(source: ReplySource, tokenizer, client, problems: Sequence[Prob
             break
         prompts = [build_prompt(e.problem, tokenizer, style="chat", system_prompt=config.system_prompt,
                                 turns=[(t.text, t.feedback) for t in e.turns]) for e in active]
-        rollout = source.generate(prompts, params, jax.random.fold_in(rng, k))
+        contexts = [_context_ids(e, prompt, tokenizer) for e, prompt in zip(active, prompts)] if k else None
+        rollout = source.generate(prompts, params, jax.random.fold_in(rng, k), prompt_ids=contexts)
         for row, (episode, prompt) in enumerate(zip(active, prompts)):
             _record_turn(episode, prompt, rollout, row, params, stops, tokenizer)
         returned = _run_public_tests(client, active, config)

@@ -293,14 +293,18 @@ class Sampler:
         return self._jitted[key]
 
     def generate(self, prompts: list[str], params: SamplingParams, rng: jax.Array, *,
-                 row_offset: int = 0) -> Rollout:
+                 row_offset: int = 0, prompt_ids: Sequence[Sequence[int]] | None = None) -> Rollout:
         """Samples one response per prompt (duplicate prompts for several samples per problem).
 
         row_offset: global index of the first prompt. Prompt i draws its tokens from (rng,
-        row_offset + i) alone, so a batch split over processes samples what one process would."""
+        row_offset + i) alone, so a batch split over processes samples what one process would.
+        prompt_ids: the prompts' token ids, used as given instead of encoding `prompts` (multi-turn
+        episodes pass the joined ids of earlier turns, so the model conditions on exactly them)."""
         if not prompts:
             raise ValueError("generate() needs at least one prompt")
-        rows = self._tokenize(prompts)
+        if prompt_ids is not None and len(prompt_ids) != len(prompts):
+            raise ValueError(f"{len(prompt_ids)} prompt_ids for {len(prompts)} prompts")
+        rows = self._tokenize(prompts) if prompt_ids is None else [[int(t) for t in r] for r in prompt_ids]
         if min(len(r) for r in rows) == 0:
             raise ValueError("empty prompt after tokenization")
         n_rows = len(rows)

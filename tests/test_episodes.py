@@ -132,8 +132,8 @@ class RecordingSampler:
     def __init__(self, sampler):
         self.sampler, self.rollouts = sampler, []
 
-    def generate(self, prompts, params, rng):
-        self.rollouts.append(self.sampler.generate(prompts, params, rng))
+    def generate(self, prompts, params, rng, **kwargs):
+        self.rollouts.append(self.sampler.generate(prompts, params, rng, **kwargs))
         return self.rollouts[-1]
 
 
@@ -152,6 +152,12 @@ def test_tiny_policy_episodes_train_with_a_real_ppo_update(loaded, tokenizer, cl
             np.testing.assert_allclose(episode.turns[k].reply_logprobs, rollout.response_logprobs[row, :n])
     first_prompt = source.rollouts[0].prompt_tokens[0][source.rollouts[0].prompt_mask[0]]
     np.testing.assert_array_equal(sampled[0].token_sequence()[0][:len(first_prompt)], first_prompt)
+    # turn 2 was sampled from exactly the joined ids PPO trains on: env_1 ⧺ reply_1 ⧺ env_2
+    second = source.rollouts[1]
+    for row, episode in enumerate(sampled):
+        joined = np.concatenate([episode.turns[0].env_ids, episode.turns[0].reply_ids, episode.turns[1].env_ids])
+        np.testing.assert_array_equal(second.prompt_tokens[row][second.prompt_mask[row]], joined)
+        assert episode.turns[1].context_matches
 
     # Scripted episodes on "add": one solves it at turn 1, one fails twice (GRPO group of 2).
     calls = itertools.count()
