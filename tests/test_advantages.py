@@ -81,4 +81,4 @@ def test_registry_rejects_unknown_and_gae_needs_values():
     with pytest.raises(ValueError, match="needs values"):
         A.get_estimator("gae")(jnp.zeros((1, 2)), None, jnp.ones((1, 2), bool), jnp.zeros(1, jnp.int32),
                                gamma=1.0, lam=1.0, eps=0.0)
-    assert A.NEEDS_VALUES == {"gae": True, "grpo": False, "rloo": False}
+    assert A.NEEDS_VALUES == {"gae": True, "grpo": False, "rloo": False, "turn": True}
