@@ -1,5 +1,8 @@
 """PPO for code LLMs: one jitted update step over a batch of sampled, scored sequences.
 
+The inputs (PPOConfig, PPOBatch) live in ppo_types.py, the state (TrainState, init, shardings, the
+adaptive KL controller) in ppo_state.py; both are re-exported here.
+
 The update, as pseudocode (each line is a function below or in ppo_losses.py / advantages.py):
 
     logπ_old, V_old  = forward(policy, value)(batch)          # recomputed, no gradient
@@ -23,209 +26,22 @@ token before a reply, i.e. the entry aligned with the reply's first action (a pe
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, NamedTuple
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
 from rltf_jax import ppo_losses as L
-from rltf_jax.advantages import NEEDS_VALUES, get_estimator
-from rltf_jax.models.value_head import VALUE_MODES, make_value_model
+from rltf_jax.advantages import get_estimator
+from rltf_jax.ppo_state import (ModelDefs, TrainState, init_train_state, make_optimizer,  # noqa: F401
+                                train_state_shardings, update_kl_coef)
+from rltf_jax.ppo_types import (KL_FORMS, KL_MODES, PPOBatch, PPOConfig, batch_from_rollout,  # noqa: F401
+                                complete_batch)
 from rltf_jax.turn_advantages import geometric_mean_turn_kl, turn_estimates
 
-KL_MODES = ("reward", "loss")
-KL_FORMS = ("token", "turn_mean")
-
-
-@dataclasses.dataclass(frozen=True)
-class PPOConfig:
-    """PPO hyperparameters (the lead's ml_collections `ppo` block maps onto this).
-
-    advantage: "gae" (needs a value model) | "grpo" | "rloo" (critic-free; no value model is built).
-    gamma, lam: GAE discount and λ. clip_eps: policy ratio clip ε. value_clip: value clip (absolute).
-    vf_coef, ent_coef: weights of the value loss and the entropy bonus.
-    kl_coef: β, initial KL coefficient. kl_estimator: "k1" | "k2" | "k3".
-    kl_mode: "reward" (β·kl subtracted from per-token rewards, PPO-RLHF) | "loss" (β·kl added to the loss).
-    kl_form: "token" (β·kl_t on every action) | "turn_mean" (RLEF: β × the mean log-ratio of each reply,
-      on its last action; needs the batch's turn_ids; with kl_mode "reward").
-    adaptive_kl, kl_target, kl_horizon: Ziegler et al.'s controller (host-side, see update_kl_coef);
-      kl_target is the per-sequence KL (nats) aimed for.
-    epochs: passes over the batch. num_minibatches: optimizer steps per epoch.
-    grad_accum: microbatches per minibatch (gradients summed, then one optimizer step).
-    lr, warmup_steps (linear from 0, counted in optimizer steps), weight_decay, b1, b2, max_grad_norm.
-    compute_dtype: "float32" | "bfloat16": params stay float32, the forward runs on params cast to this
-      dtype (matmuls accumulate in float32; logits and losses are float32).
-    temperature: π = softmax(logits / temperature), the sampler's temperature.
-    value_mode: "shared" (ValueHead on the policy's hidden states) | "separate" (a critic backbone).
-    normalize_advantages: whiten advantages over the batch's response tokens.
-    """
-
-    advantage: str = "gae"
-    gamma: float = 1.0
-    lam: float = 0.95
-    clip_eps: float = 0.2
-    value_clip: float = 0.2
-    vf_coef: float = 0.1
-    ent_coef: float = 0.0
-    kl_coef: float = 0.05
-    kl_estimator: str = "k1"
-    kl_mode: str = "reward"
-    kl_form: str = "token"
-    adaptive_kl: bool = False
-    kl_target: float = 6.0
-    kl_horizon: int = 10_000
-    epochs: int = 1
-    num_minibatches: int = 1
-    grad_accum: int = 1
-    lr: float = 1e-6
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    b1: float = 0.9
-    b2: float = 0.95
-    max_grad_norm: float = 1.0
-    compute_dtype: str = "float32"
-    temperature: float = 1.0
-    value_mode: str = "shared"
-    normalize_advantages: bool = True
-    advantage_eps: float = 1e-6
-
-    def __post_init__(self):
-        get_estimator(self.advantage)
-        checks = [(self.kl_mode in KL_MODES, f"kl_mode={self.kl_mode!r} not in {KL_MODES}"),
-                  (self.kl_form in KL_FORMS, f"kl_form={self.kl_form!r} not in {KL_FORMS}"),
-                  (self.kl_form == "token" or self.kl_mode == "reward",
-                   "kl_form='turn_mean' is a reward term: it needs kl_mode='reward'"),
-                  (self.kl_estimator in L.KL_ESTIMATORS,
-                   f"kl_estimator={self.kl_estimator!r} not in {L.KL_ESTIMATORS}"),
-                  (self.value_mode in VALUE_MODES, f"value_mode={self.value_mode!r} not in {VALUE_MODES}"),
-                  (self.compute_dtype in ("float32", "bfloat16"),
-                   f"compute_dtype={self.compute_dtype!r} not float32 | bfloat16"),
-                  (min(self.epochs, self.num_minibatches, self.grad_accum) >= 1,
-                   "epochs, num_minibatches and grad_accum must be ≥ 1")]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"PPOConfig: {message}")
-
-    @property
-    def uses_values(self) -> bool:
-        return NEEDS_VALUES[self.advantage]
-
-
-class PPOBatch(NamedTuple):
-    """One update's data over `prompt ⧺ response` (docs/interfaces.md).
-
-    tokens [B, T] int32; attention_mask [B, T] bool (True = real token; prompts left-padded,
-    responses right-padded); response_mask [B, T] bool (tokens the policy wrote and is trained on);
-    token_rewards [B, T] float32 (environment rewards, before KL); group_ids [B] int32 (the problem);
-    token_penalties [B, T] float32 or None: RLTF's fine-grained penalties kept apart from the outcome
-    rewards, so they stay on their tokens whatever the estimator (see `rollout_statistics`).
-    turn_ids [B, T] int32 or None: for multi-turn episodes, k on the tokens of reply k, -1 elsewhere;
-    value_positions [B, K] int32 or None: the token index where reply k's value is read (-1 absent).
-    Both are needed by the "turn" advantage and kl_form "turn_mean" (episode_batch.py builds them).
-    """
-
-    tokens: Any
-    attention_mask: Any
-    response_mask: Any
-    token_rewards: Any
-    group_ids: Any
-    token_penalties: Any = None
-    turn_ids: Any = None
-    value_positions: Any = None
-
-
-def batch_from_rollout(prompt_tokens, prompt_mask, response_tokens, response_mask, response_rewards,
-                       group_ids) -> PPOBatch:
-    """Join a Rollout's left-padded prompts [B, P] and right-padded responses [B, N] (with
-    `score_batch`'s rewards [B, N]) into a PPOBatch over [B, P + N] (host numpy)."""
-    prompt_mask = np.asarray(prompt_mask, bool)
-    response_mask = np.asarray(response_mask, bool)
-    batch = prompt_mask.shape[0]
-    if np.asarray(response_rewards).shape != response_mask.shape:
-        raise ValueError(f"response_rewards {np.shape(response_rewards)} != response_mask {response_mask.shape}")
-    return PPOBatch(
-        tokens=np.concatenate([prompt_tokens, response_tokens], axis=1).astype(np.int32),
-        attention_mask=np.concatenate([prompt_mask, response_mask], axis=1),
-        response_mask=np.concatenate([np.zeros_like(prompt_mask), response_mask], axis=1),
-        token_rewards=np.concatenate([np.zeros(prompt_mask.shape, np.float32),
-                                      np.asarray(response_rewards, np.float32)], axis=1),
-        group_ids=np.asarray(group_ids, np.int32).reshape(batch))
-
-
-class TrainState(NamedTuple):
-    """Everything an update changes or needs, as one pytree (Orbax saves / restores it whole).
-
-    policy: nnx.State of the policy's Params. value: nnx.State of the ValueHead / Critic Params
-    ({} for critic-free advantages). reference: frozen nnx.State of the initial policy.
-    opt_state: optax state over {"policy", "value"}. step: int32 scalar (updates done).
-    rng: uint32 [2] PRNG key data. kl_coef: float32 scalar β (changed host-side if adaptive).
-    """
-
-    policy: Any
-    value: Any
-    reference: Any
-    opt_state: Any
-    step: Any
-    rng: Any
-    kl_coef: Any
-
-
-class ModelDefs(NamedTuple):
-    """The static halves (nnx.GraphDef) of the policy and value model; value is None if unused."""
-
-    policy: Any
-    value: Any
-
-
-def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
-    """clip_by_global_norm(max_grad_norm) then AdamW with a linear warmup to `lr` (then constant)."""
-    schedule = optax.join_schedules(
-        [optax.linear_schedule(0.0, config.lr, max(config.warmup_steps, 1)), optax.constant_schedule(config.lr)],
-        [max(config.warmup_steps, 1)]) if config.warmup_steps > 0 else optax.constant_schedule(config.lr)
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                       optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay))
-
-
-def _copy(tree):
-    return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
-
-
-def init_train_state(loaded_or_model, config: PPOConfig, seed: int = 0) -> tuple[TrainState, ModelDefs]:
-    """A fresh TrainState from a LoadedModel (or a CausalLM): reference = a copy of the policy,
-    value model per `config.value_mode` (none for critic-free advantages), AdamW state, step 0.
-
-    The state's policy arrays *are* the model's (no copy); the update donates its state, so after the
-    first update the model's own arrays are gone: read weights from `state.policy` from then on
-    (e.g. `Sampler.set_weights(state.policy)`).
-    """
-    model = getattr(loaded_or_model, "model", loaded_or_model)
-    policy_def, policy = nnx.split(model, nnx.Param)
-    value_def, value = None, {}
-    if config.uses_values:
-        value_def, value = nnx.split(make_value_model(config.value_mode, model, model.config), nnx.Param)
-    opt_state = make_optimizer(config).init({"policy": policy, "value": value})
-    state = TrainState(policy=policy, value=value, reference=_copy(policy), opt_state=opt_state,
-                       step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(jax.random.key(seed)),
-                       kl_coef=jnp.asarray(config.kl_coef, jnp.float32))
-    return state, ModelDefs(policy_def, value_def)
-
-
-def train_state_shardings(state: TrainState, mesh) -> TrainState:
-    """NamedShardings for a TrainState on `mesh`: every nnx Variable (params, and optax moments,
-    which keep the Variables' logical axes) per rltf_jax.sharding's rules; other leaves replicated."""
-    from jax.sharding import NamedSharding, PartitionSpec
-    from rltf_jax import sharding
-
-    def leaf_sharding(leaf):
-        if isinstance(leaf, nnx.Variable):
-            return leaf.replace(sharding.logical_sharding(sharding._variable_axes(leaf), leaf.shape, mesh))
-        return NamedSharding(mesh, PartitionSpec())
-
-    return jax.tree.map(leaf_sharding, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+__all__ = ["KL_FORMS", "KL_MODES", "ModelDefs", "PPOBatch", "PPOConfig", "TrainState", "batch_from_rollout",
+           "complete_batch", "forward", "init_train_state", "make_optimizer", "make_update", "ppo_update",
+           "positions_from_mask", "rollout_statistics", "train_state_shardings", "update_kl_coef"]
 
 
 def positions_from_mask(attention_mask: jax.Array) -> jax.Array:
@@ -449,17 +265,6 @@ def make_update(defs: ModelDefs, config: PPOConfig, *, mesh=None, state: TrainSt
                                    out_shardings=(state_sh, replicated)))
 
 
-def complete_batch(batch: PPOBatch) -> PPOBatch:
-    """Every optional field filled (one compiled signature): no `token_penalties` -> zeros, no turn
-    structure -> turn_ids = -1 [B, T] and value_positions = -1 [B, 1]."""
-    shape = np.shape(batch.token_rewards)
-    if batch.token_penalties is None:
-        batch = batch._replace(token_penalties=np.zeros(shape, np.float32))
-    if batch.turn_ids is None:
-        batch = batch._replace(turn_ids=np.full(shape, -1, np.int32))
-    if batch.value_positions is None:
-        batch = batch._replace(value_positions=np.full((shape[0], 1), -1, np.int32))
-    return batch
 
 
 def _with_penalties(update):
@@ -469,18 +274,3 @@ def _with_penalties(update):
         return update(state, complete_batch(batch))
 
     return call
-
-
-def update_kl_coef(state: TrainState, observed_seq_kl: float, batch_size: int,
-                   config: PPOConfig) -> TrainState:
-    """Host-side adaptive KL controller (Ziegler et al. 2019), run between updates:
-
-        e = clip(KL_seq / kl_target - 1, -0.2, 0.2),   β ← β (1 + e · batch_size / kl_horizon)
-
-    `observed_seq_kl` is the metric "kl/seq_k1". Returns `state` unchanged if not config.adaptive_kl.
-    """
-    if not config.adaptive_kl:
-        return state
-    error = float(np.clip(observed_seq_kl / config.kl_target - 1.0, -0.2, 0.2))
-    beta = float(state.kl_coef) * (1.0 + error * batch_size / config.kl_horizon)
-    return state._replace(kl_coef=jnp.asarray(beta, jnp.float32))
