@@ -85,7 +85,7 @@ def get_config() -> ml_collections.ConfigDict:
     # The PPO update (rltf_jax.ppo.PPOConfig; the field names are its own).
     config.ppo = ml_collections.ConfigDict()
     config.ppo.advantage = "grpo"           # gae (needs a value model) | grpo | rloo | turn (RLEF)
-    config.ppo.lr = 5e-6
+    config.ppo.lr = 1e-5                    # measured: +28 points held-out in 45 steps (docs/benchmarks.md)
     config.ppo.warmup_steps = 2
     config.ppo.weight_decay = 0.0
     config.ppo.max_grad_norm = 1.0
