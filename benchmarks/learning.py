@@ -11,9 +11,11 @@ HumanEval pass@1 is measured once. Arms:
     supervised the supervised baseline: fine-tuning on the reference solutions, same budget
 
     python benchmarks/learning.py [--arms adaptive,coarse,fine,supervised] [--minutes 60]
-        [--seed 0] [--workdir runs/learning] [--no-humaneval] [--set key=value ...]
+        [--seed 0] [--workdir runs/learning] [--no-humaneval] [--fresh] [--set key=value ...]
 
-Each arm's run directory keeps its metrics, checkpoints and summary; results accumulate in
+Each arm's run directory keeps its metrics, checkpoints and summary; an arm that was interrupted
+resumes from its latest checkpoint with the training time it had already spent (`--fresh` starts it
+over instead); results accumulate in
 `<workdir>/results.jsonl` (an arm already there is not re-run), the table goes to
 `<workdir>/learning.md`, and the last line printed is one JSON object with every arm's numbers and
 `gain_points` (held-out pass@1 after - before, in percentage points) per arm.
@@ -77,8 +79,9 @@ def run_arm(name: str, args, base_humaneval: dict | None) -> dict:
         _set(config, key, value)
     workdir = os.path.join(args.workdir, f"{name}_seed{args.seed}")
     started = time.time()
-    with Trainer(config, workdir, resume=False) as trainer:
-        if args.humaneval and base_humaneval is None:
+    with Trainer(config, workdir, resume=not args.fresh) as trainer:
+        resumed_from = trainer.start_step
+        if args.humaneval and base_humaneval is None and not resumed_from:  # the base model only
             base_humaneval = _humaneval(trainer)
         summary = trainer.run()
         after_humaneval = _humaneval(trainer) if args.humaneval else None
@@ -92,7 +95,7 @@ def run_arm(name: str, args, base_humaneval: dict | None) -> dict:
         "heldout_before": before, "heldout_after": after,
         "gain_points": None if before is None or after is None else 100.0 * (after - before),
         "humaneval_before": base_humaneval, "humaneval_after": after_humaneval,
-        "workdir": workdir,
+        "workdir": workdir, "resumed_from_step": resumed_from,
     }
 
 
@@ -120,6 +123,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--config", default=os.path.join(ROOT, "configs", "learning.py"))
     parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "learning"))
     parser.add_argument("--no-humaneval", dest="humaneval", action="store_false")
+    parser.add_argument("--fresh", action="store_true", help="restart an interrupted arm from step 0")
     parser.add_argument("--set", action="append", default=[], help="config override key=value")
     args = parser.parse_args(argv)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]

@@ -110,8 +110,13 @@ class MetricsLogger:
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:
-    """Reads the step records (not the events) of a ``metrics.jsonl`` file."""
-    records = []
+    """Reads the step records (not the events) of a ``metrics.jsonl`` file, each step once.
+
+    A run resumed from the checkpoint of step s logs a ``resumed`` event with ``step: s``; the
+    records of later steps that the interrupted process had logged are dropped, since the resumed
+    process logs those steps again, so each step appears once.
+    """
+    records: list[dict[str, Any]] = []
     with open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, 1):
             line = line.strip()
@@ -121,6 +126,8 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}:{line_number}: not a JSON line ({error})") from error
-            if "step" in record:
+            if record.get("event") == "resumed":
+                records = [r for r in records if r["step"] <= record.get("step", 0)]
+            elif "step" in record and "event" not in record:
                 records.append(record)
     return records

@@ -33,7 +33,7 @@ from rltf_jax.data import load_problems
 from rltf_jax.episodes import EpisodeConfig, run_episodes
 from rltf_jax.evaluate import evaluate_problems
 from rltf_jax.supervised import make_supervised_update, supervised_batch
-from rltf_jax.metrics import MetricsLogger
+from rltf_jax.metrics import MetricsLogger, read_metrics
 from rltf_jax.models import load_model
 from rltf_jax.ppo import (PPOBatch, PPOConfig, complete_batch, init_train_state, make_update,
                           train_state_shardings, update_kl_coef)
@@ -125,6 +125,9 @@ class Trainer:
         self.logger = MetricsLogger(self.workdir, total_steps=config.total_steps, start_step=self.start_step,
                                     enabled=self.is_main, progress=config.log.progress)
         self._stack.callback(self.logger.close)
+        if self.start_step:
+            self.logger.log_event("resumed", {"step": self.start_step,
+                                              "train_minutes": self._resumed_train_seconds() / 60.0})
         if self.is_main:
             with open(os.path.join(self.workdir, "config.json"), "w", encoding="utf-8") as handle:
                 handle.write(config.to_json(indent=2))
@@ -228,6 +231,19 @@ class Trainer:
                 "data_position": self.stream.position(step), "config": json.loads(self.config.to_json())}
         self.checkpointer.save(step, self.state, meta, metrics=metrics, force=force)
 
+    def _resumed_train_seconds(self) -> float:
+        """Training seconds already spent before ``start_step`` (0 for a fresh run): from the
+        checkpoint, or for checkpoints older than that field from the step's metrics record."""
+        if not self.start_step:
+            return 0.0
+        if "train_seconds" in self.history:
+            return float(self.history["train_seconds"])
+        path = os.path.join(self.workdir, "metrics.jsonl")
+        if not os.path.exists(path):
+            return 0.0
+        record = next((r for r in reversed(read_metrics(path)) if r["step"] == self.start_step), {})
+        return 60.0 * float(record.get("time/train_minutes", 0.0))
+
     # ---------------------------------------------------------------------------------- loop
     def train_step(self, step: int, programs: loop.ProgramRollout, results) -> dict[str, float]:
         """Scores one executed rollout and applies one PPO update; returns the step's metrics."""
@@ -305,7 +321,9 @@ class Trainer:
                 max_workers=1, thread_name_prefix="sandbox") as pool:
             pending = self.generate(step) if step < config.total_steps else None
             step_started = time.perf_counter()
-            budget, budget_reached = _TrainBudget(config.get("max_train_minutes", 0.0)), False
+            budget = _TrainBudget(config.get("max_train_minutes", 0.0),
+                                  spent_seconds=self._resumed_train_seconds())
+            budget_reached = False
             while pending is not None and not stop_requested():
                 execution = pool.submit(self.execute, pending)
                 upcoming = None
@@ -328,6 +346,7 @@ class Trainer:
                 metrics["time/step_s"] = now - step_started
                 budget.add(now - step_started - self._times.get("time/eval_s", 0.0))
                 metrics["time/train_minutes"] = budget.minutes
+                self.history["train_seconds"] = budget.seconds  # a resumed run keeps its budget
                 self._times, step_started = {}, now
                 continuing = upcoming is not None and not stop_requested()
                 if step % config.checkpoint.every == 0 and continuing:  # the last step saves below
@@ -364,9 +383,10 @@ class _TrainBudget:
     every host stops after the same step.
     """
 
-    def __init__(self, limit_minutes: float):
+    def __init__(self, limit_minutes: float, *, spent_seconds: float = 0.0):
+        """spent_seconds: training time of the steps before a resume (counts against the budget)."""
         self.limit_minutes = float(limit_minutes or 0.0)
-        self.seconds, self.last = 0.0, 0.0
+        self.seconds, self.last = float(spent_seconds), 0.0
 
     def add(self, seconds: float) -> None:
         self.seconds += seconds

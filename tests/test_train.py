@@ -43,6 +43,8 @@ def test_smoke_run_then_resume_matches_uninterrupted(tmp_path):
     resumed = {r["step"]: r for r in read_metrics(str(resumed_dir / "metrics.jsonl"))}
     straight = {r["step"]: r for r in read_metrics(str(straight_dir / "metrics.jsonl"))}
     assert sorted(resumed) == sorted(straight) == [1, 2, 3, 4]
+    # the training-time budget carries over the resume: the clock continues, it does not restart
+    assert resumed[3]["time/train_minutes"] > resumed[2]["time/train_minutes"] > 0
     for step in (3, 4):
         for key in COMPARED:
             assert resumed[step][key] == pytest.approx(straight[step][key], rel=1e-5, abs=1e-6), (step, key)
