@@ -20,6 +20,7 @@ import numpy as np
 from flax import nnx
 
 from rltf_jax.models.config import ModelConfig
+from rltf_jax.models.matmul import matmul_f32, matmul_transposed_f32
 
 MASK_VALUE = -1e30  # finite: a fully masked (padding) query row gets a uniform softmax, never NaN
 
@@ -113,8 +114,9 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
 
 
 def _dense(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
-    """x [..., IN] @ w [IN, OUT] with float32 accumulation (fast bf16 dots on CPU), result in `dtype`."""
-    return jnp.matmul(x.astype(w.dtype), w, preferred_element_type=jnp.float32).astype(dtype)
+    """x [..., IN] @ w [IN, OUT] with float32 accumulation (fast bf16 dots on CPU, forward and
+    backward: models/matmul.py), result in `dtype`."""
+    return matmul_f32(x, w).astype(dtype)
 
 
 def _attention(q, k, v, self_mask, cache_k=None, cache_v=None, cache_mask=None):
@@ -285,10 +287,8 @@ class CausalLM(nnx.Module):
     def logits(self, hidden: jax.Array) -> jax.Array:
         """hidden [..., D] -> float32 logits [..., V] (tied: hidden @ embed.T)."""
         if self.lm_head is None:
-            w = self.embed[...]
-            return jnp.einsum("...d,vd->...v", hidden.astype(w.dtype), w, preferred_element_type=jnp.float32)
-        w = self.lm_head[...]
-        return jnp.matmul(hidden.astype(w.dtype), w, preferred_element_type=jnp.float32)
+            return matmul_transposed_f32(hidden, self.embed[...])
+        return matmul_f32(hidden, self.lm_head[...])
 
     def __call__(self, tokens, positions, attention_mask, cache: KVCache | None = None):
         """tokens [B, T] int32; positions [B, T] int32; attention_mask [B, T] bool.
