@@ -18,8 +18,6 @@ import dataclasses
 import json
 import logging
 import os
-import signal
-import threading
 import time
 from typing import Any
 
@@ -40,6 +38,7 @@ from rltf_jax.ppo import (PPOBatch, PPOConfig, complete_batch, init_train_state,
 from rltf_jax.rewards import RewardConfig
 from rltf_jax.rewards.rlef import RLEFRewardConfig
 from rltf_jax.sandbox_client import SandboxClient, local_sandbox
+from rltf_jax.run_control import TrainBudget, stop_on_sigint
 from rltf_jax.sampling import Sampler, SamplingParams
 
 _LOG = logging.getLogger("rltf_jax.trainer")
@@ -317,11 +316,11 @@ class Trainer:
         if self.start_step == 0 and config.eval.before_and_after and "before" not in self.history:
             self.history["before"] = self.evaluate_heldout("before")
         step = self.start_step
-        with _stop_on_sigint() as stop_requested, concurrent.futures.ThreadPoolExecutor(
+        with stop_on_sigint() as stop_requested, concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="sandbox") as pool:
             pending = self.generate(step) if step < config.total_steps else None
             step_started = time.perf_counter()
-            budget = _TrainBudget(config.get("max_train_minutes", 0.0),
+            budget = TrainBudget(config.get("max_train_minutes", 0.0),
                                   spent_seconds=self._resumed_train_seconds())
             budget_reached = False
             while pending is not None and not stop_requested():
@@ -373,59 +372,6 @@ class Trainer:
             with open(os.path.join(self.workdir, "summary.json"), "w", encoding="utf-8") as handle:
                 json.dump(summary, handle, indent=2)
         return summary
-
-
-class _TrainBudget:
-    """Wall-clock budget for training (``config.max_train_minutes``; 0 = none), evaluation excluded.
-
-    `exhausted()` is true once another step, as long as the last one, would end past the budget, so a
-    run never overruns it by a step. Across processes process 0's clock decides (one broadcast), so
-    every host stops after the same step.
-    """
-
-    def __init__(self, limit_minutes: float, *, spent_seconds: float = 0.0):
-        """spent_seconds: training time of the steps before a resume (counts against the budget)."""
-        self.limit_minutes = float(limit_minutes or 0.0)
-        self.seconds, self.last = float(spent_seconds), 0.0
-
-    def add(self, seconds: float) -> None:
-        self.seconds += seconds
-        self.last = seconds
-
-    @property
-    def minutes(self) -> float:
-        return self.seconds / 60.0
-
-    def exhausted(self, running_seconds: float = 0.0) -> bool:
-        """running_seconds: time already spent in the current, not yet `add`ed step."""
-        if self.limit_minutes <= 0:
-            return False
-        over = self.seconds + running_seconds + self.last > self.limit_minutes * 60.0
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-            over = bool(multihost_utils.broadcast_one_to_all(np.asarray(over)))
-        return over
-
-
-@contextlib.contextmanager
-def _stop_on_sigint():
-    """Yields a ``stop_requested()`` callable; the first SIGINT sets it, a second one raises."""
-    requested = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield requested.is_set
-        return
-
-    def handler(signum, frame):
-        if requested.is_set():
-            raise KeyboardInterrupt
-        requested.set()
-        _LOG.warning("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort)")
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield requested.is_set
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _mesh_sizes(mesh_config) -> dict[str, int | None]:
