@@ -7,7 +7,9 @@ accumulation on both sides: jax casts params per forward, torch uses CPU autocas
   one minibatch: forward + backward + AdamW), tokens/s over batch × seq tokens;
 - jax_train_step: the update's minibatch step alone (forward + backward + AdamW, same work as torch);
 - torch: `transformers` SmolLM2 from the same GGUF, causal-LM loss, backward, torch.optim.AdamW;
-- peaks: best square-matmul FLOP/s of each framework for that dtype.
+- peaks: best square-matmul FLOP/s of each framework for that dtype;
+- bfloat16 only, `jax_plain_vjp_train_step`: the same train step with plain autodiff of the model's
+  matmuls instead of `rltf_jax.models.matmul`'s canonical-layout backward (the A/B of that fix).
 
 Model FLOPs per token (PaLM's count): forward F = 2·N + 4·L·T·H·hd (N = matmul params incl. the
 tied LM head); a train step is 3F, the PPO update 5F (two extra forwards). FLOP/s fraction = achieved
@@ -19,6 +21,7 @@ tied LM head); a train step is 3F, the PPO update 5F (two extra forwards). FLOP/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 
@@ -27,8 +30,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from rltf_jax import ppo
+from rltf_jax.models import llama
 from rltf_jax.models.load import load_model
 from rltf_jax.models.registry import smollm2_gguf_path
+
+
+@contextlib.contextmanager
+def plain_matmul_vjp():
+    """The model's matmuls as plain `jnp.matmul` / einsum, differentiated by autodiff (the pre-fix path)."""
+    saved = llama.matmul_f32, llama.matmul_transposed_f32
+    llama.matmul_f32 = lambda x, w: jnp.matmul(x.astype(w.dtype), w, preferred_element_type=jnp.float32)
+    llama.matmul_transposed_f32 = lambda x, w: jnp.einsum("...k,nk->...n", x.astype(w.dtype), w,
+                                                          preferred_element_type=jnp.float32)
+    try:
+        yield
+    finally:
+        llama.matmul_f32, llama.matmul_transposed_f32 = saved
 
 
 def best_time(fn, reps: int) -> float:
@@ -92,8 +109,10 @@ def bench_jax(dtype: str, batch: int, seq: int, steps: int, model: str = "smollm
     update_s = best_time(run_update, steps)
 
     # The minibatch step alone (forward + backward + AdamW): the same work as the torch step.
-    stats = jax.jit(lambda s, b: ppo.rollout_statistics(defs, config, s, b))(state, ppo.PPOBatch(*map(jnp.asarray, data)))
-    mb = {k: stats[k] for k in ("old_logp", "ref_logp", "advantages", "action_mask", "old_values", "returns")}
+    stats = jax.jit(lambda s, b: ppo.rollout_statistics(defs, config, s, b))(state, jax.tree.map(jnp.asarray, data))
+    mb = {k: stats[k] for k in ("old_logp", "ref_logp", "advantages", "action_mask")}
+    if "returns" in stats:  # a critic (GAE): the value loss's inputs too
+        mb.update({k: stats[k] for k in ("old_values", "returns", "value_mask")})
     mb.update(tokens=jnp.asarray(data.tokens), attention_mask=jnp.asarray(data.attention_mask))
     mb = jax.tree.map(lambda x: x[None], mb)  # one minibatch of one microbatch: [accum=1, B, ...]
     optimizer = ppo.make_optimizer(config)
@@ -150,6 +169,9 @@ def main() -> None:
            "jax_devices": jax.device_count(), "baseline": "torch forward+backward+AdamW (transformers, same GGUF)"}
     for dtype in args.dtypes.split(","):
         j = bench_jax(dtype, args.batch, args.seq, args.steps)
+        if dtype == "bfloat16":
+            with plain_matmul_vjp():
+                plain = bench_jax(dtype, args.batch, args.seq, args.steps)
         t = bench_torch(dtype, args.batch, args.seq, args.steps, j["config"].vocab_size)
         flops = forward_flops_per_token(j["config"], args.seq) * tokens
         peaks = {"jax": jax_matmul_peak(dtype), "torch": torch_matmul_peak(dtype)}
@@ -170,6 +192,10 @@ def main() -> None:
             "jax_update_compile_s": j["compile_s"], "metrics_finite": j["finite"],
             "torch_threads": t["threads"],
         }
+        if dtype == "bfloat16":
+            out[dtype]["jax_plain_vjp_train_step_tokens_per_s"] = tokens / plain["train_step_s"]
+            out[dtype]["canonical_vjp_speedup_train_step"] = plain["train_step_s"] / j["train_step_s"]
+            out[dtype]["canonical_vjp_speedup_update"] = plain["update_s"] / j["update_s"]
     print(json.dumps(out, default=float))
 
 
