@@ -1,5 +1,5 @@
 """A PPO update on a faked 8-device CPU mesh (data 2 × fsdp 2 × tensor 2) equals the
-single-device update. Runs in a subprocess: XLA_FLAGS must be set before jax is imported."""
+single-device update, in float32 and with bfloat16 compute (models/matmul.py's custom VJP). Runs in a subprocess: XLA_FLAGS must be set before jax is imported."""
 
 import json
 import os
@@ -10,14 +10,15 @@ import textwrap
 import pytest
 
 SCRIPT = textwrap.dedent("""
-    import json
+    import json, os
     import jax, numpy as np
     from rltf_jax import ppo, sharding
     from rltf_jax.models.config import tiny_config
     from rltf_jax.models.loading import random_model
 
     assert jax.device_count() == 8, jax.devices()
-    config = ppo.PPOConfig(lr=1e-3, epochs=2, num_minibatches=2, grad_accum=2, vf_coef=0.5)
+    config = ppo.PPOConfig(lr=1e-3, epochs=2, num_minibatches=2, grad_accum=2, vf_coef=0.5,
+                           compute_dtype=os.environ["COMPUTE_DTYPE"])
     rng = np.random.default_rng(0)
     b, p, n = 16, 4, 6
     prompt_mask = np.ones((b, p), bool); prompt_mask[::3, :2] = False
@@ -53,8 +54,10 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_sharded_update_equals_single_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+@pytest.mark.parametrize("dtype,param_tol,metric_tol", [("float32", 0.01, 1e-4), ("bfloat16", 0.02, 1e-3)])
+def test_sharded_update_equals_single_device(dtype, param_tol, metric_tol):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
+               COMPUTE_DTYPE=dtype)
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -62,7 +65,8 @@ def test_sharded_update_equals_single_device():
     assert result["wq_shards"] == 8 and "fsdp" in result["wq_spec"] and "tensor" in result["wq_spec"]
     assert result["max_update"] > 1e-3  # 4 AdamW steps at lr 1e-3 did move the weights
     # Adam's first steps are ~lr·sign(g), so reduction-order noise in near-zero gradients can move
-    # a weight a little: the sharded result must agree to 1% of the largest update
-    assert result["max_param_diff"] < 0.01 * result["max_update"], result
+    # a weight a little: the sharded result must agree to a small fraction of the largest update
+    # (bf16 products round differently when the contraction is split across devices)
+    assert result["max_param_diff"] < param_tol * result["max_update"], result
     for key, diff in result["metric_diffs"].items():
-        assert diff < 1e-4, (key, result)
+        assert diff < metric_tol, (key, result)

@@ -1,14 +1,16 @@
 """Dense matmuls with float32 accumulation whose bfloat16 backward pass stays on XLA:CPU's fast dot.
 
-XLA:CPU runs a bfloat16 dot with float32 accumulation fast (oneDNN / AMX) only when both operands
-are in canonical layout: lhs [M, K] contracting its last axis, rhs [K, N] contracting its first.
-Autodiff of ``x @ w`` produces ``g @ w.T`` and ``x.T @ g``; XLA folds those transposes into the dot's
-dimension numbers, the dot falls off the fast path and the backward (two thirds of a training
-step's FLOPs) runs at float32 speed (diagnosis in docs/benchmarks.md, "PPO update throughput").
-`matmul_f32` gives the bfloat16 case a custom VJP that materialises the transposed operand behind
-``lax.optimization_barrier`` (so the simplifier cannot fold it back) and feeds every dot canonical
-operands; the extra copies are O(K·N + M·K) bytes against O(M·K·N) FLOPs. Float32 inputs take
-the plain path (every f32 layout runs at the same speed here).
+XLA:CPU runs a bfloat16 dot with float32 accumulation on its fast library path (YNNPACK, AMX) when
+it reads its operands as they are: lhs [M, K] contracting its last axis and rhs [K, N] or [N, K].
+A dot that reads a `transpose` op, or contracts the *first* axis of its lhs, is rewritten to take
+float32 operands and runs at f32 speed (found in the compiled HLO: `convert` to f32 feeding the
+dot; an optimization barrier around the transpose does not stop it). Autodiff of ``x @ w`` writes
+both backward dots with transposes, so the whole backward pass (two thirds of a training step's
+FLOPs) ran at f32 speed. Here the bfloat16 case has a custom VJP: the input gradient ``g @ w.T`` is
+one dot contracting the last axes of g [M, N] and w [K, N] (no transpose op), and the weight
+gradient ``x.T @ g`` reads a transpose of x that XLA cannot see through (`_opaque_transpose`).
+The tied LM head (``x @ emb.T``) gets the same treatment. Float32 inputs take the plain path.
+tests/test_matmul.py checks the dot operand dtypes in the compiled HLO.
 """
 
 from __future__ import annotations
@@ -16,20 +18,35 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-
-def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
-    """a [M, K] @ b [K, N] -> float32 [M, N], canonical dimension numbers."""
-    return jax.lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+_LAST_LAST = (((1,), (1,)), ((), ()))   # a [M, K] · b [N, K] -> [M, N]
+_CANONICAL = (((1,), (0,)), ((), ()))   # a [M, K] · b [K, N] -> [M, N]
 
 
-def _materialised_transpose(a: jax.Array) -> jax.Array:
-    """a [M, N] -> a.T [N, M] as a real array (an optimization barrier keeps XLA from folding it)."""
-    return jax.lax.optimization_barrier(jnp.transpose(a))
+def _dot(a: jax.Array, b: jax.Array, dims) -> jax.Array:
+    return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
+
+
+def _flat(a: jax.Array) -> jax.Array:
+    return a.reshape(-1, a.shape[-1])
+
+
+def _opaque_transpose(a: jax.Array) -> jax.Array:
+    """a [M, N] -> a.T [N, M], materialised row-major where XLA cannot fold it into a dot.
+
+    A transpose feeding a dot is folded into the dot (or, behind an optimization barrier, still
+    seen as one) and the dot is rewritten to float32. Computed inside a while loop whose trip count
+    XLA cannot know (1, or 2 if a[0, 0] is NaN: the result is the same either way), the transpose
+    is a loop result in row-major layout, and the dot reading it stays bf16.
+    """
+    trips = 1 + jnp.isnan(a[0, 0].astype(jnp.float32)).astype(jnp.int32)
+    return jax.lax.fori_loop(0, trips, lambda i, carry: jnp.transpose(a),
+                             jnp.zeros(a.shape[::-1], a.dtype))
 
 
 @jax.custom_vjp
 def _matmul_bf16(x: jax.Array, w: jax.Array) -> jax.Array:
-    return _dot(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[-1])
+    """x [..., K] @ w [K, N] -> float32 [..., N]."""
+    return _dot(_flat(x), w, _CANONICAL).reshape(*x.shape[:-1], w.shape[-1])
 
 
 def _matmul_bf16_fwd(x, w):
@@ -38,22 +55,44 @@ def _matmul_bf16_fwd(x, w):
 
 def _matmul_bf16_bwd(residuals, g):
     x, w = residuals
-    x2 = x.reshape(-1, x.shape[-1])                                 # [M, K]
-    g2 = g.reshape(-1, g.shape[-1]).astype(x.dtype)                 # [M, N], bf16 like autocast's
-    dx = _dot(g2, _materialised_transpose(w)).astype(x.dtype)       # [M, N] @ [N, K]
-    dw = _dot(_materialised_transpose(x2), g2).astype(w.dtype)      # [K, M] @ [M, N]
+    g2 = _flat(g).astype(x.dtype)                          # [M, N], bf16 like torch autocast's
+    dx = _dot(g2, w, _LAST_LAST).astype(x.dtype)           # [M, N] · [K, N] -> [M, K]: fast
+    dw = _dot(_opaque_transpose(_flat(x)), g2, _CANONICAL).astype(w.dtype)  # [K, M] @ [M, N]: fast
     return dx.reshape(x.shape), dw
 
 
 _matmul_bf16.defvjp(_matmul_bf16_fwd, _matmul_bf16_bwd)
 
 
+@jax.custom_vjp
+def _matmul_transposed_bf16(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x [..., K] @ w.T for w [N, K] -> float32 [..., N]."""
+    return _dot(_flat(x), w, _LAST_LAST).reshape(*x.shape[:-1], w.shape[0])
+
+
+def _matmul_transposed_bf16_fwd(x, w):
+    return _matmul_transposed_bf16(x, w), (x, w)
+
+
+def _matmul_transposed_bf16_bwd(residuals, g):
+    x, w = residuals
+    g2 = _flat(g).astype(x.dtype)                          # [M, N]
+    dx = _dot(g2, w, _CANONICAL).astype(x.dtype)           # [M, N] · [N, K] -> [M, K]: fast
+    # [K, M] @ [M, N] -> [K, N], transposed on the way out (x is far smaller than g: K << N);
+    # opaquely, or XLA folds that transpose back into a dot it cannot run in bf16 at all.
+    dw = _opaque_transpose(_dot(_opaque_transpose(_flat(x)), g2, _CANONICAL)).astype(w.dtype)
+    return dx.reshape(x.shape), dw
+
+
+_matmul_transposed_bf16.defvjp(_matmul_transposed_bf16_fwd, _matmul_transposed_bf16_bwd)
+
+
 def matmul_f32(x: jax.Array, w: jax.Array) -> jax.Array:
     """x [..., K] @ w [K, N] -> float32 [..., N], accumulating in float32.
 
-    x is cast to w's dtype first. For bfloat16 weights the gradient runs through canonical-layout
-    dots (module docstring); the values and gradients equal the plain ``jnp.matmul`` ones up to
-    bfloat16 rounding of the cotangent (as in torch's autocast).
+    x is cast to w's dtype first. For bfloat16 weights the input gradient runs as a transpose-free
+    dot (module docstring); values and gradients equal the plain ``jnp.matmul`` ones up to bfloat16
+    rounding of the cotangent (as in torch's autocast).
     """
     x = x.astype(w.dtype)
     if w.dtype == jnp.bfloat16:
@@ -62,10 +101,8 @@ def matmul_f32(x: jax.Array, w: jax.Array) -> jax.Array:
 
 
 def matmul_transposed_f32(x: jax.Array, w: jax.Array) -> jax.Array:
-    """x [..., K] @ w.T for w [N, K] (a tied embedding used as the LM head) -> float32 [..., N].
-
-    For bfloat16 the transpose is materialised once so that forward and backward dots are canonical.
-    """
+    """x [..., K] @ w.T for w [N, K] (a tied embedding used as the LM head) -> float32 [..., N]."""
+    x = x.astype(w.dtype)
     if w.dtype == jnp.bfloat16:
-        return matmul_f32(x, _materialised_transpose(w))
-    return jnp.einsum("...k,nk->...n", x.astype(w.dtype), w, preferred_element_type=jnp.float32)
+        return _matmul_transposed_bf16(x, w)
+    return jnp.einsum("...k,nk->...n", x, w, preferred_element_type=jnp.float32)
