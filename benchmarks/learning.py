@@ -14,8 +14,8 @@ HumanEval pass@1 is measured once. Arms:
         [--seed 0] [--workdir runs/learning] [--no-humaneval] [--fresh] [--set key=value ...]
 
 Each arm's run directory keeps its metrics, checkpoints and summary; an arm that was interrupted
-resumes from its latest checkpoint with the training time it had already spent (`--fresh` starts it
-over instead); results accumulate in
+resumes from its latest checkpoint with the training time it had already spent (`--fresh` deletes
+its run directory and starts it over instead); results accumulate in
 `<workdir>/results.jsonl` (an arm already there is not re-run), the table goes to
 `<workdir>/learning.md`, and the last line printed is one JSON object with every arm's numbers and
 `gain_points` (held-out pass@1 after - before, in percentage points) per arm.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -78,6 +79,8 @@ def run_arm(name: str, args, base_humaneval: dict | None) -> dict:
         key, _, value = item.partition("=")
         _set(config, key, value)
     workdir = os.path.join(args.workdir, f"{name}_seed{args.seed}")
+    if args.fresh and os.path.isdir(workdir):
+        shutil.rmtree(workdir)  # old checkpoints and metrics would mix with the new run's
     started = time.time()
     with Trainer(config, workdir, resume=not args.fresh) as trainer:
         resumed_from = trainer.start_step
@@ -123,7 +126,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--config", default=os.path.join(ROOT, "configs", "learning.py"))
     parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "learning"))
     parser.add_argument("--no-humaneval", dest="humaneval", action="store_false")
-    parser.add_argument("--fresh", action="store_true", help="restart an interrupted arm from step 0")
+    parser.add_argument("--fresh", action="store_true", help="delete an interrupted arm's run directory and start it over")
     parser.add_argument("--set", action="append", default=[], help="config override key=value")
     args = parser.parse_args(argv)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]

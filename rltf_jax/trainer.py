@@ -124,9 +124,10 @@ class Trainer:
         self.logger = MetricsLogger(self.workdir, total_steps=config.total_steps, start_step=self.start_step,
                                     enabled=self.is_main, progress=config.log.progress)
         self._stack.callback(self.logger.close)
+        self.spent_train_seconds = self._resumed_train_seconds()
         if self.start_step:
             self.logger.log_event("resumed", {"step": self.start_step,
-                                              "train_minutes": self._resumed_train_seconds() / 60.0})
+                                              "train_minutes": self.spent_train_seconds / 60.0})
         if self.is_main:
             with open(os.path.join(self.workdir, "config.json"), "w", encoding="utf-8") as handle:
                 handle.write(config.to_json(indent=2))
@@ -321,7 +322,7 @@ class Trainer:
             pending = self.generate(step) if step < config.total_steps else None
             step_started = time.perf_counter()
             budget = TrainBudget(config.get("max_train_minutes", 0.0),
-                                  spent_seconds=self._resumed_train_seconds())
+                                 spent_seconds=self.spent_train_seconds)
             budget_reached = False
             while pending is not None and not stop_requested():
                 execution = pool.submit(self.execute, pending)

@@ -55,3 +55,26 @@ def test_unknown_arm_is_refused(tmp_path):
     done = _learning(tmp_path, "--arms", "coarse,dpo")
     assert done.returncode == 2 and "unknown arm(s) ['dpo']" in done.stderr
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_an_interrupted_arm_resumes_and_fresh_starts_over(tmp_path):
+    # An arm whose run stopped before its result was written: a checkpoint at step 1, no results row.
+    arm_dir = tmp_path / "coarse_seed0"
+    command = [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs", "tiny.py"),
+               "--config.total_steps=1", "--config.rewards.fine_grained=False",
+               "--config.rewards.adaptive=False", "--workdir", str(arm_dir)]
+    trained = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert trained.returncode == 0, trained.stderr[-4000:]
+
+    resumed = _learning(tmp_path, "--arms", "coarse", "--set", "total_steps=2")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    (row,) = _rows(tmp_path)
+    assert row["resumed_from_step"] == 1 and row["steps"] == 2
+
+    (tmp_path / "results.jsonl").unlink()  # as if that run had been interrupted too
+    (arm_dir / "left_over").write_text("from the old run")
+    fresh = _learning(tmp_path, "--arms", "coarse", "--fresh", "--set", "total_steps=1")
+    assert fresh.returncode == 0, fresh.stderr[-4000:]
+    (row,) = _rows(tmp_path)
+    assert row["resumed_from_step"] == 0 and row["steps"] == 1
+    assert not (arm_dir / "left_over").exists()
