@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags

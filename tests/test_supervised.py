@@ -1,7 +1,6 @@
 """Supervised fine-tuning on reference solutions (RLTF's baseline and interleaved loss)."""
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
