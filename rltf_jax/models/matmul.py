@@ -43,6 +43,11 @@ def _opaque_transpose(a: jax.Array) -> jax.Array:
                              jnp.zeros(a.shape[::-1], a.dtype))
 
 
+def _x_transposed_at_g(x2: jax.Array, g2: jax.Array) -> jax.Array:
+    """x2 [M, K], g2 [M, N] -> x2.T @ g2, float32 [K, N]: a weight gradient, as a bf16-fast dot."""
+    return _dot(_opaque_transpose(x2), g2, _CANONICAL)
+
+
 @jax.custom_vjp
 def _matmul_bf16(x: jax.Array, w: jax.Array) -> jax.Array:
     """x [..., K] @ w [K, N] -> float32 [..., N]."""
@@ -57,7 +62,7 @@ def _matmul_bf16_bwd(residuals, g):
     x, w = residuals
     g2 = _flat(g).astype(x.dtype)                          # [M, N], bf16 like torch autocast's
     dx = _dot(g2, w, _LAST_LAST).astype(x.dtype)           # [M, N] · [K, N] -> [M, K]: fast
-    dw = _dot(_opaque_transpose(_flat(x)), g2, _CANONICAL).astype(w.dtype)  # [K, M] @ [M, N]: fast
+    dw = _x_transposed_at_g(_flat(x), g2).astype(w.dtype)  # [K, N]
     return dx.reshape(x.shape), dw
 
 
@@ -78,9 +83,9 @@ def _matmul_transposed_bf16_bwd(residuals, g):
     x, w = residuals
     g2 = _flat(g).astype(x.dtype)                          # [M, N]
     dx = _dot(g2, w, _CANONICAL).astype(x.dtype)           # [M, N] · [N, K] -> [M, K]: fast
-    # [K, M] @ [M, N] -> [K, N], transposed on the way out (x is far smaller than g: K << N);
-    # opaquely, or XLA folds that transpose back into a dot it cannot run in bf16 at all.
-    dw = _opaque_transpose(_dot(_opaque_transpose(_flat(x)), g2, _CANONICAL)).astype(w.dtype)
+    # [K, N], transposed on the way out (x is far smaller than g: K << N); opaquely, or XLA
+    # folds that transpose back into a dot it cannot run in bf16 at all.
+    dw = _opaque_transpose(_x_transposed_at_g(_flat(x), g2)).astype(w.dtype)
     return dx.reshape(x.shape), dw
 
 
@@ -90,9 +95,9 @@ _matmul_transposed_bf16.defvjp(_matmul_transposed_bf16_fwd, _matmul_transposed_b
 def matmul_f32(x: jax.Array, w: jax.Array) -> jax.Array:
     """x [..., K] @ w [K, N] -> float32 [..., N], accumulating in float32.
 
-    x is cast to w's dtype first. For bfloat16 weights the input gradient runs as a transpose-free
-    dot (module docstring); values and gradients equal the plain ``jnp.matmul`` ones up to bfloat16
-    rounding of the cotangent (as in torch's autocast).
+    x is cast to w's dtype first. For bfloat16 weights both gradients run as bf16 dots XLA:CPU keeps
+    on its fast path (module docstring); values and gradients equal the plain ``jnp.matmul`` ones up
+    to bfloat16 rounding of the cotangent (as in torch's autocast).
     """
     x = x.astype(w.dtype)
     if w.dtype == jnp.bfloat16:
