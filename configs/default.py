@@ -86,6 +86,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.ppo = ml_collections.ConfigDict()
     config.ppo.advantage = "grpo"           # gae (needs a value model) | grpo | rloo | turn (RLEF)
     config.ppo.lr = 1e-5                    # measured: +28 points held-out in 45 steps (docs/benchmarks.md)
+    # The value head's / critic's learning rate (None: ppo.lr). Used by gae and turn advantages only.
+    config.ppo.value_lr = ml_collections.config_dict.placeholder(float)
     config.ppo.warmup_steps = 2
     config.ppo.weight_decay = 0.0
     config.ppo.max_grad_norm = 1.0

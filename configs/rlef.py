@@ -13,5 +13,8 @@ def get_config():
     config.rlef.max_turns = 3
     config.ppo.kl_coef = 0.05
     config.ppo.advantage = "turn"
+    # The per-turn value head starts at zero; at the policy's lr (1e-5) it would barely move in a
+    # CPU-sized run. Critics usually learn ~10x faster than the policy (OpenRLHF: 18x).
+    config.ppo.value_lr = 1e-4
     config.ppo.kl_form = "token"        # or "turn_mean": RLEF's geometric-mean ratio per reply
     return config

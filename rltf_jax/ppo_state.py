@@ -41,12 +41,28 @@ class ModelDefs(NamedTuple):
 
 
 def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
-    """clip_by_global_norm(max_grad_norm) then AdamW with a linear warmup to `lr` (then constant)."""
+    """clip_by_global_norm(max_grad_norm) then AdamW with a linear warmup to `lr` (then constant) over
+    the {"policy", "value"} tree; with `value_lr` the value subtree's updates are scaled by value_lr / lr.
+
+    AdamW's update (decoupled weight decay included) is proportional to its learning rate, so the
+    scaling is exactly AdamW at `value_lr` (same warmup) for the value parameters. The scaling step is
+    stateless and only present when value_lr differs from lr, so the optimizer state of a config
+    without it is unchanged (older checkpoints restore).
+    """
     schedule = optax.join_schedules(
         [optax.linear_schedule(0.0, config.lr, max(config.warmup_steps, 1)), optax.constant_schedule(config.lr)],
         [max(config.warmup_steps, 1)]) if config.warmup_steps > 0 else optax.constant_schedule(config.lr)
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                       optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay))
+    steps = [optax.clip_by_global_norm(config.max_grad_norm),
+             optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay)]
+    if config.value_lr is not None and config.value_lr != config.lr:
+        factor = config.value_lr / config.lr
+
+        def scale_value(updates, params=None):
+            del params
+            return {**updates, "value": jax.tree.map(lambda u: u * factor, updates["value"])}
+
+        steps.append(optax.stateless(scale_value))
+    return optax.chain(*steps)
 
 
 def _copy(tree):

@@ -33,6 +33,10 @@ class PPOConfig:
     epochs: passes over the batch. num_minibatches: optimizer steps per epoch.
     grad_accum: microbatches per minibatch (gradients summed, then one optimizer step).
     lr, warmup_steps (linear from 0, counted in optimizer steps), weight_decay, b1, b2, max_grad_norm.
+    value_lr: the value head's / critic's learning rate (None: `lr`). A zero-initialised head trained at
+      a policy's lr (1e-5 here) stays near 0 for hundreds of updates; critics usually learn ~10x faster
+      (OpenRLHF's defaults: 5e-7 actor, 9e-6 critic). With value_mode "shared" the value loss's
+      gradient on the shared backbone still moves it at `lr`.
     compute_dtype: "float32" | "bfloat16": params stay float32, the forward runs on params cast to this
       dtype (matmuls accumulate in float32; logits and losses are float32).
     temperature: π = softmax(logits / temperature), the sampler's temperature.
@@ -58,6 +62,7 @@ class PPOConfig:
     num_minibatches: int = 1
     grad_accum: int = 1
     lr: float = 1e-6
+    value_lr: float | None = None
     warmup_steps: int = 0
     weight_decay: float = 0.0
     b1: float = 0.9
@@ -80,6 +85,8 @@ class PPOConfig:
                   (self.value_mode in VALUE_MODES, f"value_mode={self.value_mode!r} not in {VALUE_MODES}"),
                   (self.compute_dtype in ("float32", "bfloat16"),
                    f"compute_dtype={self.compute_dtype!r} not float32 | bfloat16"),
+                  (self.value_lr is None or (self.value_lr >= 0 and self.lr > 0),
+                   f"value_lr={self.value_lr!r} needs lr > 0 and value_lr >= 0"),
                   (min(self.epochs, self.num_minibatches, self.grad_accum) >= 1,
                    "epochs, num_minibatches and grad_accum must be ≥ 1")]
         for ok, message in checks:

@@ -35,6 +35,7 @@ import numpy as np
 from flax import nnx
 
 from rltf_jax.models.decode import forward_unrolled, init_layer_cache, logits_unrolled, unstack_weights
+from rltf_jax.token_sampling import sample_tokens  # noqa: F401  (re-exported: the sampler's token draw)
 
 log = logging.getLogger(__name__)
 
@@ -79,39 +80,6 @@ class Rollout(NamedTuple):
 def bucket_size(n: int, minimum: int = 16) -> int:
     """Smallest power of two >= max(n, minimum)."""
     return max(minimum, 1 << max(0, int(n) - 1).bit_length())
-
-
-def sample_tokens(logits, rng, temperature, top_p, *, greedy: bool, top_k: int, use_top_p: bool):
-    """Samples one token per row. logits [B, V] float32 -> (tokens [B] int32, logprobs [B] float32).
-
-    rng: one key for the batch, or [B] keys, one per row (then a row's sample does not depend on
-    which other rows share its batch).
-
-    logprobs are log p(token) under the distribution actually sampled from: softmax(logits / T)
-    restricted to the top-k and the top-p nucleus and renormalised (greedy: softmax(logits)).
-    """
-    if greedy:
-        tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
-    x = logits / temperature
-    if top_k > 0:
-        kth = jax.lax.top_k(x, top_k)[0][:, -1:]
-        x = jnp.where(x < kth, -jnp.inf, x)
-    if use_top_p:
-        sorted_x = jnp.sort(x, axis=-1)[:, ::-1]
-        probs = jax.nn.softmax(sorted_x, axis=-1)
-        mass_before = jnp.cumsum(probs, axis=-1) - probs
-        kept = mass_before < top_p  # the first token is always kept
-        threshold = jnp.min(jnp.where(kept, sorted_x, jnp.inf), axis=-1, keepdims=True)
-        x = jnp.where(x < threshold, -jnp.inf, x)
-    if jnp.ndim(rng) == 0:
-        tokens = jax.random.categorical(rng, x, axis=-1)
-    else:
-        tokens = jax.vmap(lambda key, row: jax.random.categorical(key, row))(rng, x)
-    tokens = tokens.astype(jnp.int32)
-    logp = jax.nn.log_softmax(x, axis=-1)
-    return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
 
 
 def fence_counts(tokenizer, vocab_size: int) -> np.ndarray:

@@ -189,3 +189,29 @@ def test_bad_config_and_batch_are_refused():
     state, defs = ppo.init_train_state(toy_model(), config)
     with pytest.raises(ValueError, match="not divisible by num_minibatches"):
         ppo.make_update(defs, config)(state, random_batch())
+    with pytest.raises(ValueError, match="value_lr=0.001 needs lr > 0"):
+        ppo.PPOConfig(lr=0.0, value_lr=1e-3)
+
+
+def test_value_lr_moves_the_value_head_faster_and_leaves_the_policy_step_alone():
+    """value_lr = 10 x lr: the value head's step is exactly 10x, the policy's (shared backbone
+    included) is the same as without it; without value_lr the optimizer state keeps its old layout."""
+    deltas = {}
+    for value_lr in (None, 1e-2):
+        config = ppo.PPOConfig(lr=1e-3, value_lr=value_lr, vf_coef=0.5)
+        state, defs = ppo.init_train_state(toy_model(), config)
+        before = jax.tree.map(np.asarray, (state.policy, state.value))
+        if value_lr is None:
+            layout = jax.tree.structure(state.opt_state)
+        else:
+            assert jax.tree.structure(state.opt_state) != layout  # a stateless step was added
+        state, _ = ppo.make_update(defs, config)(state, random_batch())
+        after = jax.tree.map(np.asarray, (state.policy, state.value))
+        deltas[value_lr] = jax.tree.map(lambda a, b: a - b, after, before)
+    (policy_a, value_a), (policy_b, value_b) = deltas[None], deltas[1e-2]
+    for a, b in zip(jax.tree.leaves(policy_a), jax.tree.leaves(policy_b)):
+        np.testing.assert_array_equal(a, b)
+    moved = [np.abs(a).max() for a in jax.tree.leaves(value_a)]
+    assert min(moved) > 0
+    for a, b in zip(jax.tree.leaves(value_a), jax.tree.leaves(value_b)):
+        np.testing.assert_allclose(b, 10 * a, rtol=1e-5, atol=1e-9)

@@ -1,0 +1,104 @@
+"""The token draw (rltf_jax/token_sampling.py) against the exact distributions it claims to sample:
+frequencies over many rows, the logprobs it reports, the nucleus read from the top candidates equal
+to the one from a full sort, and a row's draw independent of the rest of its batch."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rltf_jax.token_sampling import _full_sort_nucleus, _uniforms, first_argmax, sample_tokens
+
+ROWS = 20_000
+
+
+def exact_distribution(logits, temperature, top_p=1.0, top_k=0):
+    """Reference in numpy: softmax(logits / T), restricted to top-k then the top-p nucleus, renormalised."""
+    x = np.asarray(logits, np.float64) / temperature
+    order = np.argsort(-x, kind="stable")
+    keep = np.zeros_like(x, bool)
+    keep[order[:top_k] if top_k else order] = True
+    p = np.where(keep, np.exp(x - x.max()), 0.0)
+    p /= p.sum()
+    if top_p < 1.0:
+        sorted_p = p[order]
+        kept = np.cumsum(sorted_p) - sorted_p < top_p
+        nucleus = np.zeros_like(keep)
+        nucleus[order[kept]] = True
+        p = np.where(nucleus, p, 0.0)
+        p /= p.sum()
+    return p
+
+
+@functools.partial(jax.jit, static_argnames=("top_k", "use_top_p", "candidates"))
+def draw_many(logits, key, temperature, top_p, top_k, use_top_p, candidates):
+    batch = jnp.broadcast_to(logits, (ROWS, logits.shape[-1]))
+    keys = jax.random.split(key, ROWS)
+    return sample_tokens(batch, keys, temperature, top_p, greedy=False, top_k=top_k, use_top_p=use_top_p,
+                         nucleus_candidates=candidates)
+
+
+def logits_with_tail(v=300, seed=0):
+    """A peaked head and a long flat tail, like a language model's next-token logits."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=v).astype(np.float32)
+    x[:6] += np.array([6.0, 5.5, 5.0, 4.0, 3.5, 3.0], np.float32)
+    return rng.permutation(x)
+
+
+@pytest.mark.parametrize("mode", ["temperature", "top_k", "top_k+top_p", "top_p_fast", "top_p_full_sort"])
+def test_frequencies_and_logprobs_match_the_exact_distribution(mode):
+    logits = logits_with_tail()
+    temperature, top_p, top_k, candidates = 0.7, 1.0, 0, 64
+    if mode.startswith("top_k"):
+        top_k = 20
+    if "top_p" in mode:
+        top_p = 0.9
+    if mode == "top_p_full_sort":
+        temperature, candidates = 2.5, 8  # flat enough that 8 candidates hold < 90%: the full-sort path
+    expected = exact_distribution(logits, temperature, top_p, top_k)
+    if mode == "top_p_fast":
+        assert np.sort(expected)[::-1][:64].sum() > 0.99  # the 64 candidates hold the nucleus
+    if mode == "top_p_full_sort":
+        x = logits / temperature
+        head = np.sort(np.exp(x - x.max()) / np.exp(x - x.max()).sum())[::-1][:8].sum()
+        assert head < top_p
+    tokens, logp = draw_many(jnp.asarray(logits), jax.random.key(1), temperature, top_p, top_k,
+                             top_p < 1.0, candidates)
+    tokens, logp = np.asarray(tokens), np.asarray(logp)
+    assert set(np.unique(tokens)) <= set(np.flatnonzero(expected > 0))
+    np.testing.assert_allclose(logp, np.log(expected[tokens]), atol=2e-5)
+    # Pearson's chi-square over the tokens of nonzero probability against df + 6 sd (p ~ 1e-6 for a
+    # correct sampler); a sampler off by a few percent on the head tokens fails it by far.
+    observed = np.bincount(tokens, minlength=len(logits))[expected > 0]
+    counts = ROWS * expected[expected > 0]
+    chi2, df = float(((observed - counts) ** 2 / counts).sum()), len(counts) - 1
+    assert chi2 < df + 6 * np.sqrt(2 * df), (chi2, df)
+
+
+def test_nucleus_from_candidates_equals_the_full_sort_and_rows_are_independent():
+    rng = np.random.default_rng(3)
+    peaked = np.stack([logits_with_tail(seed=s) for s in range(6)]) / 0.7
+    flat = rng.normal(size=(2, 300)).astype(np.float32) * 0.1  # candidates hold < top_p: full sort
+    x = jnp.asarray(np.concatenate([peaked, flat]).astype(np.float32))
+    keys = jax.random.split(jax.random.key(7), x.shape[0])
+    tokens, logp = sample_tokens(x, keys, 1.0, 0.9, greedy=False, top_k=0, use_top_p=True)
+    ref_tokens, ref_logp = _full_sort_nucleus(x, 0.9, _uniforms(keys, x.shape[0]))
+    np.testing.assert_array_equal(tokens, ref_tokens)
+    np.testing.assert_allclose(logp, ref_logp, atol=1e-6)
+    for row in range(x.shape[0]):  # alone, each row draws what it drew in the mixed batch
+        alone, alone_logp = sample_tokens(x[row:row + 1], keys[row:row + 1], 1.0, 0.9, greedy=False,
+                                          top_k=0, use_top_p=True)
+        assert int(alone[0]) == int(tokens[row])
+        np.testing.assert_allclose(alone_logp[0], logp[row], atol=1e-6)
+
+
+def test_first_argmax_is_argmax_including_ties():
+    x = jax.random.normal(jax.random.key(0), (16, 1000))
+    np.testing.assert_array_equal(first_argmax(x), jnp.argmax(x, axis=-1))
+    tied = jnp.zeros((2, 10)).at[0, 3].set(1.0).at[0, 7].set(1.0)
+    np.testing.assert_array_equal(first_argmax(tied), [3, 0])
+    tokens, logp = sample_tokens(x, jax.random.key(0), 1.0, 1.0, greedy=True, top_k=0, use_top_p=False)
+    np.testing.assert_allclose(logp, jnp.max(jax.nn.log_softmax(x, -1), -1), atol=1e-6)
