@@ -5,7 +5,8 @@ two) runs the whole generation on device: prefill of the left-padded prompts, th
 loop step written in place into the cache, exiting early once every row has produced an EOS token.
 The step runs the layers unrolled over per-layer weight and cache buffers (models/decode.py), which
 on XLA:CPU avoids copying every layer's weights and cache out of the stacked arrays at every token;
-training keeps the scanned CausalLM (same block code, same numerics).
+training keeps the scanned CausalLM (same block code, same numerics). Tokens are drawn by
+`token_sampling.sample_tokens` (exact top-p without sorting the vocabulary at every step).
 Stop strings are matched on the host after decoding (a token sequence cannot be matched against a
 string on device without a per-step detokenizer): the response mask is cut after the token that
 completes the earliest stop string and the text is cut before it (as vLLM and the Codex evaluation
