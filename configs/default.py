@@ -26,6 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.name = "smollm2-135m-instruct"
     config.model.dtype = "float32"        # compute dtype of activations: float32 | bfloat16
     config.model.param_dtype = "float32"  # storage dtype of the trained parameters
+    # Recompute decoder blocks in the backward pass: auto (only when attention scores would exceed
+    # 2 GiB, e.g. RLEF's 3-turn conversations) | none | full.
+    config.model.remat = "auto"
 
     # Device mesh: -1 takes every remaining device. Axes: data (batch), fsdp (batch + params), tensor.
     config.mesh = ml_collections.ConfigDict()

@@ -47,9 +47,9 @@ METHODS = ("rltf", "rlef", "supervised")  # supervised: RLTF's baseline, fine-tu
 
 
 def model_identity(name: str, model_config) -> dict[str, Any]:
-    """What a checkpoint must match: the model's name and architecture (not its dtypes)."""
+    """What a checkpoint must match: the model's name and architecture (not its dtypes or remat)."""
     fields = dataclasses.asdict(model_config)
-    for numeric in ("dtype", "param_dtype"):
+    for numeric in ("dtype", "param_dtype", "remat"):
         fields.pop(numeric, None)
     return {"name": name, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items()}}
 
@@ -80,7 +80,8 @@ class Trainer:
         self.is_main = jax.process_index() == 0
         self.mesh = sharding.make_mesh(**_mesh_sizes(config.mesh))
         self.loaded = load_model(config.model.name, dtype=config.model.dtype,
-                                 param_dtype=config.model.param_dtype, mesh=self.mesh)
+                                 param_dtype=config.model.param_dtype, mesh=self.mesh,
+                                 remat=config.model.get("remat", "auto"))
         self.tokenizer = self.loaded.tokenizer
         # The update scores tokens under the distribution they were sampled from: softmax(logits / T).
         self.ppo_config = PPOConfig(**{"temperature": config.rollout.temperature, **config.ppo.to_dict()})

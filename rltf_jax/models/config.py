@@ -7,6 +7,9 @@ from typing import Any
 
 import jax.numpy as jnp
 
+REMAT_MODES = ("auto", "none", "full")
+REMAT_AUTO_BYTES = 2 * 1024**3  # "auto" rematerialises above this many bytes of attention scores + probs
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -43,6 +46,11 @@ class ModelConfig:
       eos_token_ids: tokens that end a generation.
       dtype: compute dtype of activations ("float32" | "bfloat16"); logits are always float32.
       param_dtype: storage dtype of parameters ("float32" | "bfloat16").
+      remat: rematerialisation of the decoder blocks in a cache-free forward (training): "none" keeps
+        every block's activations for the backward pass, "full" keeps only each block's input and
+        recomputes the block in the backward pass (~1/3 more compute), "auto" (default) does "full"
+        when the attention scores alone would hold more than REMAT_AUTO_BYTES (they grow with the
+        square of the sequence: 30 layers x 8 rows x 9 heads x 1152² tokens in f32 is ~23 GB).
     """
 
     vocab_size: int
@@ -62,6 +70,7 @@ class ModelConfig:
     eos_token_ids: tuple[int, ...] = ()
     dtype: str = "float32"
     param_dtype: str = "float32"
+    remat: str = "auto"
 
     def __post_init__(self):
         for field in ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
@@ -73,6 +82,8 @@ class ModelConfig:
                              f"num_kv_heads={self.num_kv_heads}")
         resolve_dtype(self.dtype)
         resolve_dtype(self.param_dtype)
+        if self.remat not in REMAT_MODES:
+            raise ValueError(f"ModelConfig.remat={self.remat!r} not in {REMAT_MODES}")
         if self.rope_scaling is not None:
             kind = self.rope_scaling.get("rope_type", self.rope_scaling.get("type"))
             if kind not in ("linear", "llama3", "default"):
@@ -83,6 +94,13 @@ class ModelConfig:
         items = tuple(sorted((self.rope_scaling or {}).items()))
         return hash(tuple(getattr(self, f.name) if f.name != "rope_scaling" else items
                           for f in dataclasses.fields(self)))
+
+    def remat_blocks(self, batch: int, seq: int) -> bool:
+        """Whether a cache-free forward over [batch, seq] tokens rematerialises its blocks."""
+        if self.remat != "auto":
+            return self.remat == "full"
+        scores_bytes = 2 * 4 * self.num_layers * batch * self.num_heads * seq * seq  # f32 scores + probs
+        return scores_bytes > REMAT_AUTO_BYTES
 
     @property
     def compute_dtype(self):

@@ -257,6 +257,8 @@ class CausalLM(nnx.Module):
                 x, _, _ = decoder_block(c, p, x, positions, self_mask, inv_freq)
                 return x, None
 
+            if c.remat_blocks(*tokens.shape):
+                body = jax.checkpoint(body, prevent_cse=False)  # inside a scan CSE cannot undo it
             x, _ = jax.lax.scan(body, x, params)
             new_cache = None
         else:

