@@ -36,7 +36,7 @@ import numpy as np
 from flax import nnx
 
 from rltf_jax.models.decode import forward_unrolled, init_layer_cache, logits_unrolled, unstack_weights
-from rltf_jax.token_sampling import sample_tokens  # noqa: F401  (re-exported: the sampler's token draw)
+from rltf_jax.token_sampling import sample_tokens
 
 log = logging.getLogger(__name__)
 

@@ -116,5 +116,4 @@ def sample_tokens(logits, rng, temperature, top_p, *, greedy: bool, top_k: int, 
         return _draw_sorted(values, ids.astype(jnp.int32), uniforms)
     if use_top_p:
         return _top_p(x, top_p, uniforms, nucleus_candidates)
-    tokens, logp = _inverse_cdf(x, uniforms)
-    return tokens, logp
+    return _inverse_cdf(x, uniforms)
