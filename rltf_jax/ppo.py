@@ -33,6 +33,7 @@ from flax import nnx
 
 from rltf_jax import ppo_losses as L
 from rltf_jax.advantages import get_estimator
+from rltf_jax.models.head_logprobs import token_logprobs_and_entropy_from_hidden
 from rltf_jax.ppo_state import (ModelDefs, TrainState, init_train_state, make_optimizer,  # noqa: F401
                                 train_state_shardings, update_kl_coef)
 from rltf_jax.ppo_types import (KL_FORMS, KL_MODES, PPOBatch, PPOConfig, batch_from_rollout,  # noqa: F401
@@ -61,8 +62,10 @@ def forward(defs: ModelDefs, config: PPOConfig, policy, value, tokens, attention
     dtype = jnp.dtype(config.compute_dtype)
     positions = positions_from_mask(attention_mask)
     model = nnx.merge(defs.policy, _cast(policy, dtype))
-    logits, hidden, _ = model(tokens, positions, attention_mask)
-    logprobs, entropy = L.token_logprobs_and_entropy(logits[:, :-1], tokens[:, 1:], config.temperature)
+    hidden, _ = model.hidden_states(tokens, positions, attention_mask)
+    weight, tied = model.head_weight()
+    logprobs, entropy = token_logprobs_and_entropy_from_hidden(hidden[:, :-1], weight, tokens[:, 1:], tied=tied,
+                                                               temperature=config.temperature)
     values = None
     if defs.value is not None:
         value_model = nnx.merge(defs.value, _cast(value, dtype))

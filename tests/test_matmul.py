@@ -1,13 +1,12 @@
 """models/matmul.py: same values and gradients as plain autodiff, and bf16 backward dots that
 XLA:CPU keeps in bfloat16 (checked on the compiled HLO, not by timing)."""
 
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hlo_dots import dot_operand_dtypes
 from rltf_jax.models.matmul import matmul_f32, matmul_transposed_f32
 
 
@@ -28,19 +27,6 @@ def _plain(x, w, emb):
     dense = jnp.matmul(x, w, preferred_element_type=jnp.float32)
     logits = jnp.einsum("...k,nk->...n", x, emb, preferred_element_type=jnp.float32)
     return jnp.sum(jnp.tanh(dense)) + jnp.sum(jnp.sin(logits))
-
-
-def _dot_operand_dtypes(fn, *args) -> list[str]:
-    """The operand dtype of every dot in the compiled gradient: "bf16" or "f32"."""
-    hlo = jax.jit(jax.grad(fn, argnums=(0, 1, 2))).lower(*args).compile().as_text()
-    out = []
-    for computation in hlo.split("\n}"):  # names are local to a computation
-        types = dict((name, dtype) for name, dtype in
-                     re.findall(r"%([\w.\-]+) = (bf16|f32|pred|s32)\[", computation))
-        types.update(re.findall(r"([\w.\-]+): (bf16|f32)\[", computation.split("{", 1)[0]))
-        for lhs, rhs in re.findall(r" dot\(%([\w.\-]+), %([\w.\-]+)\)", computation):
-            out.append("bf16" if {types.get(lhs), types.get(rhs)} == {"bf16"} else "f32")
-    return out
 
 
 def test_bf16_values_and_gradients_match_plain_autodiff():
@@ -64,21 +50,23 @@ def test_float32_takes_the_plain_path_exactly():
 
 def test_every_bf16_dot_of_the_gradient_stays_bf16_where_plain_autodiff_upcasts():
     args = _arrays(jnp.bfloat16)
-    plain = _dot_operand_dtypes(_plain, *args)
-    ours = _dot_operand_dtypes(_ours, *args)
+    plain = dot_operand_dtypes(_plain, *args)
+    ours = dot_operand_dtypes(_ours, *args)
     # Forward dots (dense, head): bf16 either way. Plain autodiff's four backward dots read
     # transposes, which XLA:CPU rewrites to f32 operands; ours keeps all of them bf16.
     assert len(plain) == len(ours) == 6, (plain, ours)
     assert plain.count("bf16") == 2 and ours == ["bf16"] * 6, (plain, ours)
 
 
-def test_opaque_transpose_is_a_transpose_even_for_nan():
-    from rltf_jax.models.matmul import _opaque_transpose
+def test_opaque_swap_is_a_transpose_of_the_last_two_axes_even_for_nan():
+    from rltf_jax.models.matmul import opaque_swap
 
     a = jnp.arange(12.0, dtype=jnp.bfloat16).reshape(3, 4)
-    assert np.array_equal(np.asarray(jax.jit(_opaque_transpose)(a)), np.asarray(a).T)
+    assert np.array_equal(np.asarray(jax.jit(opaque_swap)(a)), np.asarray(a).T)
     a = a.at[0, 0].set(jnp.nan)  # two loop trips: still the transpose
-    np.testing.assert_array_equal(np.asarray(jax.jit(_opaque_transpose)(a), np.float32), np.asarray(a, np.float32).T)
+    np.testing.assert_array_equal(np.asarray(jax.jit(opaque_swap)(a), np.float32), np.asarray(a, np.float32).T)
+    batched = jnp.arange(24.0, dtype=jnp.bfloat16).reshape(2, 3, 4)
+    assert np.array_equal(np.asarray(jax.jit(opaque_swap)(batched)), np.asarray(batched).swapaxes(1, 2))
 
 
 @pytest.mark.parametrize("fn", [matmul_f32, lambda x, w: matmul_transposed_f32(x, w.T)])

@@ -1,5 +1,6 @@
 """CausalLM: the KV-cache path equals the training path; shapes, dtypes, logical axes, bad input."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -44,3 +45,22 @@ def test_bad_shapes_are_rejected():
         model(jnp.ones((2, 3), jnp.int32), jnp.ones((2, 4), jnp.int32), jnp.ones((2, 3), bool))
     with pytest.raises(ValueError, match="num_kv_heads"):
         tiny_config(num_kv_heads=3)
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-6), (jnp.bfloat16, 2e-2)])
+def test_swiglu_value_and_gradient_equal_autodiff_of_the_float32_formula(dtype, tol):
+    from rltf_jax.models.llama import swiglu
+
+    rng = np.random.default_rng(0)
+    gate, up, cotangent = (jnp.asarray(rng.normal(size=(3, 7, 24)) * 2, dtype) for _ in range(3))
+
+    def plain(g, u):
+        return (jax.nn.silu(g.astype(jnp.float32)) * u.astype(jnp.float32)).astype(g.dtype)
+
+    np.testing.assert_array_equal(np.asarray(swiglu(gate, up), np.float32), np.asarray(plain(gate, up), np.float32))
+    loss = lambda fn: lambda g, u: jnp.sum(fn(g, u).astype(jnp.float32) * cotangent.astype(jnp.float32))
+    ours = jax.grad(loss(swiglu), argnums=(0, 1))(gate, up)
+    want = jax.grad(loss(plain), argnums=(0, 1))(gate.astype(jnp.float32), up.astype(jnp.float32))
+    for got, ref in zip(ours, want):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(ref), rtol=tol, atol=tol)

@@ -54,7 +54,7 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype,param_tol,metric_tol", [("float32", 0.01, 1e-4), ("bfloat16", 0.02, 1e-3)])
+@pytest.mark.parametrize("dtype,param_tol,metric_tol", [("float32", 0.01, 1e-4), ("bfloat16", 0.03, 1e-3)])
 def test_sharded_update_equals_single_device(dtype, param_tol, metric_tol):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
                COMPUTE_DTYPE=dtype)
@@ -66,7 +66,9 @@ def test_sharded_update_equals_single_device(dtype, param_tol, metric_tol):
     assert result["max_update"] > 1e-3  # 4 AdamW steps at lr 1e-3 did move the weights
     # Adam's first steps are ~lr·sign(g), so reduction-order noise in near-zero gradients can move
     # a weight a little: the sharded result must agree to a small fraction of the largest update
-    # (bf16 products round differently when the contraction is split across devices)
+    # (bf16 products round differently when the contraction is split across devices: measured 1.2%
+    # of the largest update with materialised logits, 2.4% on the tied embedding with the fused
+    # chunked head of models/head_logprobs.py, whose bf16 d_logits are summed over chunks and devices)
     assert result["max_param_diff"] < param_tol * result["max_update"], result
     for key, diff in result["metric_diffs"].items():
         assert diff < metric_tol, (key, result)

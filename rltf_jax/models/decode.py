@@ -22,7 +22,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rltf_jax.models.config import ModelConfig
-from rltf_jax.models.llama import LAYER_PARAM_AXES, MASK_VALUE, decoder_block, rms_norm, rope_inv_freq
+from rltf_jax.models.attention import MASK_VALUE
+from rltf_jax.models.llama import LAYER_PARAM_AXES, decoder_block, rms_norm, rope_inv_freq
 
 
 class UnrolledWeights(NamedTuple):

@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rltf_jax.models.attention import cached_attention, causal_attention
 from rltf_jax.models.config import ModelConfig
-from rltf_jax.models.matmul import matmul_f32, matmul_transposed_f32
+from rltf_jax.models.matmul import matmul_f32, matmul_transposed_f32, stash, unstash
 
-MASK_VALUE = -1e30  # finite: a fully masked (padding) query row gets a uniform softmax, never NaN
 
 # Logical axis names (mapped to mesh axes by rltf_jax.sharding.LOGICAL_AXIS_RULES).
 LAYER_PARAM_AXES = {
@@ -113,39 +113,37 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     return (weight.astype(jnp.float32) * y).astype(x.dtype)
 
 
+@jax.custom_vjp
+def swiglu(gate: jax.Array, up: jax.Array) -> jax.Array:
+    """silu(gate) · up, computed in float32, returned in gate's dtype. gate, up [..., F].
+
+    gate and up arrive in the compute dtype (as under torch's autocast) and the backward pass keeps
+    them as they are: autodiff of the float32 formula kept float32 copies, 2 × [L, B, T, F] per step
+    (755 MB for SmolLM2 at 8 × 256 tokens) with bfloat16 compute.
+    """
+    g, u = gate.astype(jnp.float32), up.astype(jnp.float32)
+    return (jax.nn.silu(g) * u).astype(gate.dtype)
+
+
+def _swiglu_fwd(gate, up):
+    return swiglu(gate, up), (stash(gate), stash(up))
+
+
+def _swiglu_bwd(residuals, d_out):
+    gate, up = map(unstash, residuals)
+    g, u, d = gate.astype(jnp.float32), up.astype(jnp.float32), d_out.astype(jnp.float32)
+    sig = jax.nn.sigmoid(g)
+    d_gate = d * u * sig * (1.0 + g * (1.0 - sig))   # d silu(g)/dg = σ(g)(1 + g(1 - σ(g)))
+    return d_gate.astype(gate.dtype), (d * g * sig).astype(up.dtype)
+
+
+swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
+
+
 def _dense(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
     """x [..., IN] @ w [IN, OUT] with float32 accumulation (fast bf16 dots on CPU, forward and
     backward: models/matmul.py), result in `dtype`."""
     return matmul_f32(x, w).astype(dtype)
-
-
-def _attention(q, k, v, self_mask, cache_k=None, cache_v=None, cache_mask=None):
-    """Grouped-query attention of T new queries over [cached slots ⧺ the T new keys].
-
-    q [B, T, H, hd]; k, v [B, T, K, hd]; self_mask [B, T, T] bool (causal & key is real);
-    cache_k, cache_v [B, K, S, hd] and cache_mask [B, 1, S] bool, or None. Returns [B, T, H, hd].
-    """
-    b, t, h, hd = q.shape
-    kv = k.shape[2]
-    qg = (q.astype(jnp.float32) * (hd ** -0.5)).astype(q.dtype).reshape(b, t, kv, h // kv, hd)
-    scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
-    scores = jnp.where(self_mask[:, None, None], scores, MASK_VALUE)
-    if cache_k is not None:
-        cache_scores = jnp.einsum("btkgd,bksd->bkgts", qg, cache_k.astype(q.dtype),
-                                  preferred_element_type=jnp.float32)
-        cache_scores = jnp.where(cache_mask[:, None, None], cache_scores, MASK_VALUE)
-        s_cache = cache_scores.shape[-1]
-        probs = jax.nn.softmax(jnp.concatenate([cache_scores, scores], axis=-1), axis=-1)
-        p_cache, p_self = probs[..., :s_cache], probs[..., s_cache:]
-        out = jnp.einsum("bkgts,bksd->btkgd", p_cache.astype(q.dtype), cache_v.astype(q.dtype),
-                         preferred_element_type=jnp.float32)
-        out = out + jnp.einsum("bkgts,bskd->btkgd", p_self.astype(q.dtype), v,
-                               preferred_element_type=jnp.float32)
-    else:
-        probs = jax.nn.softmax(scores, axis=-1)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs.astype(q.dtype), v,
-                         preferred_element_type=jnp.float32)
-    return out.reshape(b, t, h, hd).astype(q.dtype)
 
 
 class DecoderLayers(nnx.Module):
@@ -203,13 +201,14 @@ def decoder_block(config: ModelConfig, p: dict, x, positions, self_mask, inv_fre
     v = v.reshape(b, t, c.num_kv_heads, c.head_dim)
     if attend is not None:
         attn = attend(q, k, v)
+    elif cache_k is not None:
+        attn = cached_attention(q, k, v, self_mask, cache_k, cache_v, cache_mask)
     else:
-        attn = _attention(q, k, v, self_mask, cache_k, cache_v, cache_mask)
+        attn = causal_attention(q, k, v, self_mask)
     x = x + _dense(attn.reshape(b, t, -1), p["wo"], dt)
     h = rms_norm(x, p["mlp_norm"], c.rms_norm_eps)
-    gate = _dense(h, p["w_gate"], jnp.float32)
-    up = _dense(h, p["w_up"], jnp.float32)
-    x = x + _dense((jax.nn.silu(gate) * up).astype(dt), p["w_down"], dt)
+    gate, up = _dense(h, p["w_gate"], dt), _dense(h, p["w_up"], dt)
+    x = x + _dense(swiglu(gate, up), p["w_down"], dt)
     return x, k, v
 
 
@@ -291,6 +290,12 @@ class CausalLM(nnx.Module):
         if self.lm_head is None:
             return matmul_transposed_f32(hidden, self.embed[...])
         return matmul_f32(hidden, self.lm_head[...])
+
+    def head_weight(self) -> tuple[jax.Array, bool]:
+        """(the LM head's weight, tied): the embedding [V, D] if tied, else the head [D, V]."""
+        if self.lm_head is None:
+            return self.embed[...], True
+        return self.lm_head[...], False
 
     def __call__(self, tokens, positions, attention_mask, cache: KVCache | None = None):
         """tokens [B, T] int32; positions [B, T] int32; attention_mask [B, T] bool.

@@ -1,0 +1,86 @@
+"""models/head_logprobs.py: the fused, chunked LM head + log-softmax equals the plain computation from
+materialised logits, in value and gradient, tied or untied, over several chunks with padding."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hlo_dots import dot_operand_dtypes
+from rltf_jax.models import head_logprobs as H
+from rltf_jax.ppo_losses import token_logprobs_and_entropy
+
+B, T, D, V = 2, 10, 16, 40
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """8 rows per chunk: with B=2, chunks of 4 positions, T=10 padded to 12 (three chunks)."""
+    monkeypatch.setattr(H, "_ROWS_PER_CHUNK", 8)
+
+
+def _inputs(dtype, tied):
+    rng = np.random.default_rng(1)
+    hidden = jnp.asarray(rng.normal(size=(B, T, D)), dtype)
+    weight = jnp.asarray(rng.normal(size=(V, D) if tied else (D, V)) * 0.5, dtype)
+    targets = jnp.asarray(rng.integers(0, V, (B, T)), jnp.int32)
+    weights = jnp.asarray(rng.normal(size=(2, B, T)), jnp.float32)  # cotangents of logp and entropy
+    return hidden, weight, targets, weights
+
+
+def _plain(hidden, weight, targets, tied, temperature):
+    w = weight.T if tied else weight
+    logits = jnp.einsum("btd,dv->btv", hidden, w, preferred_element_type=jnp.float32)
+    return token_logprobs_and_entropy(logits, targets, temperature)
+
+
+def _objective(fn, targets, weights, tied, temperature):
+    def objective(hidden, weight):
+        logp, entropy = fn(hidden, weight, targets, tied, temperature)
+        return jnp.sum(weights[0] * logp) + jnp.sum(weights[1] * entropy)
+    return objective
+
+
+def _fused(hidden, weight, targets, tied, temperature):
+    return H.token_logprobs_and_entropy_from_hidden(hidden, weight, targets, tied=tied, temperature=temperature)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_float32_values_and_gradients_equal_the_plain_computation(small_chunks, tied):
+    hidden, weight, targets, weights = _inputs(jnp.float32, tied)
+    got = _fused(hidden, weight, targets, tied, 0.7)
+    want = _plain(hidden, weight, targets, tied, 0.7)
+    for g, w in zip(got, want):
+        assert g.shape == (B, T) and g.dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5)
+    grads = jax.grad(_objective(_fused, targets, weights, tied, 0.7), argnums=(0, 1))(hidden, weight)
+    reference = jax.grad(_objective(_plain, targets, weights, tied, 0.7), argnums=(0, 1))(hidden, weight)
+    for g, w in zip(grads, reference):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_bfloat16_matches_float32_within_rounding_and_keeps_every_dot_bf16(small_chunks, tied):
+    hidden, weight, targets, weights = _inputs(jnp.bfloat16, tied)
+    got = _fused(hidden, weight, targets, tied, 1.0)
+    f32 = [a.astype(jnp.float32) for a in (hidden, weight)]
+    want = _plain(*f32, targets, tied, 1.0)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-3, atol=1e-3)
+    objective = _objective(_fused, targets, weights, tied, 1.0)
+    grads = jax.grad(objective, argnums=(0, 1))(hidden, weight)
+    reference = jax.grad(_objective(_plain, targets, weights, tied, 1.0), argnums=(0, 1))(*f32)
+    for g, w in zip(grads, reference):
+        assert g.dtype == jnp.bfloat16
+        scale = float(jnp.max(jnp.abs(w)))
+        np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(w), atol=0.03 * scale)
+    dots = dot_operand_dtypes(objective, hidden, weight, argnums=(0, 1))
+    # forward head; backward: recomputed head, d_hidden, d_weight
+    assert dots == ["bf16"] * 4, dots
+
+
+def test_targets_must_match_the_hidden_states():
+    hidden, weight, targets, _ = _inputs(jnp.float32, True)
+    with pytest.raises(ValueError, match="targets"):
+        H.token_logprobs_and_entropy_from_hidden(hidden, weight, targets[:, :-1], tied=True)
