@@ -61,8 +61,11 @@ def forward(defs: ModelDefs, config: PPOConfig, policy, value, tokens, attention
     """
     dtype = jnp.dtype(config.compute_dtype)
     positions = positions_from_mask(attention_mask)
-    model = nnx.merge(defs.policy, _cast(policy, dtype))
-    hidden, _ = model.hidden_states(tokens, positions, attention_mask)
+    # The decoder layers are cast inside the layer scan (CausalLM.hidden_states: layer_dtype).
+    cast = _cast(policy, dtype)
+    cast["layers"] = policy["layers"]
+    model = nnx.merge(defs.policy, cast)
+    hidden, _ = model.hidden_states(tokens, positions, attention_mask, layer_dtype=dtype)
     weight, tied = model.head_weight()
     logprobs, entropy = token_logprobs_and_entropy_from_hidden(hidden[:, :-1], weight, tokens[:, 1:], tied=tied,
                                                                temperature=config.temperature)

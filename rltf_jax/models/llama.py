@@ -229,7 +229,7 @@ class CausalLM(nnx.Module):
         return init_cache(self.config, batch, max_len, dtype)
 
     def hidden_states(self, tokens, positions, attention_mask, cache: KVCache | None = None, *,
-                      cache_is_empty: bool = False):
+                      cache_is_empty: bool = False, layer_dtype=None):
         """tokens, positions [B, T] int32; attention_mask [B, T] bool (True = real token).
 
         Returns (hidden [B, T, D] after the final norm, in the compute dtype; the updated cache or None).
@@ -238,6 +238,11 @@ class CausalLM(nnx.Module):
         positions come from the caller, padding keys are masked out). cache_is_empty=True (prefill of a
         fresh cache) skips attending to the cache's empty slots. (The sampler decodes with the
         unrolled form in models/decode.py, which avoids XLA CPU's per-layer slice copies.)
+
+        layer_dtype (cache-free forward only): cast each layer's parameters to this dtype inside the
+        layer scan. Mixed-precision training stores float32 parameters and computes in bfloat16:
+        cast before the scan, their gradients would leave it as stacked bfloat16 arrays, which
+        XLA:CPU assembles by converting the whole stack to float32 and back at every layer.
         """
         c, dt = self.config, self.config.compute_dtype
         if tokens.ndim != 2 or positions.shape != tokens.shape or attention_mask.shape != tokens.shape:
@@ -253,6 +258,8 @@ class CausalLM(nnx.Module):
 
         if cache is None:
             def body(x, p):
+                if layer_dtype is not None:
+                    p = {name: w.astype(layer_dtype) for name, w in p.items()}
                 x, _, _ = decoder_block(c, p, x, positions, self_mask, inv_freq)
                 return x, None
 
