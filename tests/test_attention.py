@@ -12,15 +12,15 @@ from rltf_jax.models.attention import _einsum_attention, causal_attention
 B, T, H, K, HD = 2, 12, 6, 2, 16
 
 
-def _inputs(dtype, pad=3):
+def _inputs(dtype, pad=3, t=T):
     """q, k, v, a cotangent and the mask of a batch whose second row has `pad` left-padding tokens."""
     rng = np.random.default_rng(0)
     q, k, v = (jnp.asarray(rng.normal(size=shape), dtype)
-               for shape in [(B, T, H, HD), (B, T, K, HD), (B, T, K, HD)])
-    cotangent = jnp.asarray(rng.normal(size=(B, T, H, HD)), jnp.float32)
-    real = np.ones((B, T), bool)
+               for shape in [(B, t, H, HD), (B, t, K, HD), (B, t, K, HD)])
+    cotangent = jnp.asarray(rng.normal(size=(B, t, H, HD)), jnp.float32)
+    real = np.ones((B, t), bool)
     real[1, :pad] = False
-    self_mask = jnp.tril(jnp.ones((T, T), bool))[None] & jnp.asarray(real)[:, None, :]
+    self_mask = jnp.tril(jnp.ones((t, t), bool))[None] & jnp.asarray(real)[:, None, :]
     return q, k, v, cotangent, self_mask
 
 
@@ -28,13 +28,20 @@ def _loss(attention, self_mask, cotangent):
     return lambda q, k, v: jnp.sum(attention(q, k, v, self_mask).astype(jnp.float32) * cotangent)
 
 
-def test_bf16_head_major_matches_the_float32_einsum_form_in_value_and_gradient():
-    q, k, v, cotangent, self_mask = _inputs(jnp.bfloat16)
+@pytest.mark.parametrize("t", [T, 64])  # 64: two causal query blocks over key prefixes
+def test_bf16_head_major_matches_the_float32_einsum_form_in_value_and_gradient(t):
+    pad = 40 if t == 64 else 3
+    q, k, v, cotangent, self_mask = _inputs(jnp.bfloat16, pad=pad, t=t)
+    # A padding query sees no key: its output is a meaningless average (over its causal block's
+    # keys, in the blocked form) that no real position reads. The loss reads real positions only.
+    cotangent = cotangent.at[1, :pad].set(0.0)
     ours = causal_attention(q, k, v, self_mask)
     f32 = [a.astype(jnp.float32) for a in (q, k, v)]
     reference = _einsum_attention(*f32, self_mask)
-    assert ours.dtype == jnp.bfloat16 and ours.shape == (B, T, H, HD)
-    np.testing.assert_allclose(np.asarray(ours, np.float32), np.asarray(reference), atol=0.03)
+    assert ours.dtype == jnp.bfloat16 and ours.shape == (B, t, H, HD)
+    real = np.ones((B, t), bool)
+    real[1, :pad] = False
+    np.testing.assert_allclose(np.asarray(ours, np.float32)[real], np.asarray(reference)[real], atol=0.03)
     grads = jax.grad(_loss(causal_attention, self_mask, cotangent), argnums=(0, 1, 2))(q, k, v)
     want = jax.grad(_loss(_einsum_attention, self_mask, cotangent), argnums=(0, 1, 2))(*f32)
     for got, ref in zip(grads, want):

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from rltf_jax.models.matmul import opaque_swap, stash, unstash
 
 MASK_VALUE = -1e30  # finite: a fully masked (padding) query row gets a uniform softmax, never NaN
+_CAUSAL_BLOCKS = 2
 
 # One batch axis (B·K): with two, XLA:CPU falls back to its slow loops again (measured).
 _SCORES = (((2,), (2,)), ((0,), (0,)))  # [N, M, d] · [N, S, d] -> [N, M, S]
@@ -52,8 +53,9 @@ def _head_major_attention_fwd(qh, kh, vh, mask):
     # Each row's max and log Σ exp(s - max), [N, M, 1] each: all the backward keeps. (Kept apart:
     # for a padding query, all scores are MASK_VALUE and max + log T rounds back to MASK_VALUE.)
     row_max = jnp.max(scores, axis=-1, keepdims=True)
-    log_sum = jnp.log(jnp.sum(jnp.exp(scores - row_max), axis=-1, keepdims=True))
-    probs = jnp.exp(scores - row_max - log_sum)
+    exps = jnp.exp(scores - row_max)   # one exp per score: on this CPU exp is what attention waits on
+    total = jnp.sum(exps, axis=-1, keepdims=True)
+    probs, log_sum = exps / total, jnp.log(total)
     out = _dot(probs.astype(qh.dtype), vh, _MIX).astype(qh.dtype)
     return out, (stash(qh), stash(kh), stash(vh), mask, row_max, log_sum)
 
@@ -83,18 +85,33 @@ def causal_attention(q, k, v, self_mask):
     bfloat16 runs head-major (module docstring). float32 keeps the einsum form: it is the parity
     reference (max |Δlogit| ≤ 1e-4 against transformers in float64 on SmolLM2), and the head-major
     form's different accumulation order put one real prompt at 1.2e-4 (einsum: 9.3e-5).
+    A padding query sees no key; its output (a uniform average over the keys of its causal block)
+    means nothing and no real position reads it.
     """
     if q.dtype == jnp.float32:
         return _einsum_attention(q, k, v, self_mask)
+    t = q.shape[1]
+    blocks = _CAUSAL_BLOCKS if t % _CAUSAL_BLOCKS == 0 and t >= 64 else 1
+    # Causal: query block i sees keys [0, end of block i) only, so the scores above the diagonal
+    # blocks are never computed (1/4 fewer with 2 blocks).
+    outs = []
+    for i in range(blocks):
+        lo, hi = i * t // blocks, (i + 1) * t // blocks
+        outs.append(_prefix_attention(q[:, lo:hi], k[:, :hi], v[:, :hi], self_mask[:, lo:hi, :hi]))
+    return outs[0] if blocks == 1 else jnp.concatenate(outs, axis=1)
+
+
+def _prefix_attention(q, k, v, mask):
+    """q [B, Tq, H, hd] over k, v [B, S, K, hd]; mask [B, Tq, S] bool -> [B, Tq, H, hd], head-major."""
     b, t, h, hd = q.shape
-    kv = k.shape[2]
+    s, kv = k.shape[1], k.shape[2]
     g = h // kv
     scaled = (q.astype(jnp.float32) * (hd ** -0.5)).astype(q.dtype)
     qh = scaled.reshape(b, t, kv, g, hd).transpose(0, 2, 3, 1, 4).reshape(b * kv, g * t, hd)
-    kh = k.transpose(0, 2, 1, 3).reshape(b * kv, t, hd)
-    vh = v.transpose(0, 2, 1, 3).reshape(b * kv, t, hd)
+    kh = k.transpose(0, 2, 1, 3).reshape(b * kv, s, hd)
+    vh = v.transpose(0, 2, 1, 3).reshape(b * kv, s, hd)
     # Broadcast in full: masking the dot's output through a 5-D view of it cost 2x in the forward.
-    mask = jnp.broadcast_to(self_mask[:, None, None], (b, kv, g, t, t)).reshape(b * kv, g * t, t)
+    mask = jnp.broadcast_to(mask[:, None, None], (b, kv, g, t, s)).reshape(b * kv, g * t, s)
     out = _head_major_attention(qh, kh, vh, mask)
     return out.reshape(b, kv, g, t, hd).transpose(0, 3, 1, 2, 4).reshape(b, t, h, hd)
 
