@@ -10,7 +10,7 @@ the head and its softmax were ~40% of the step. Here (as in Liger's fused linear
 
 - forward, per chunk of the sequence: logits = h · Wᵀ / τ, m = max, e = exp(logits - m) once,
   lse = m + log Σe, entropy = lse - Σ e·logits / Σe, log π(target) = logits[target] - lse;
-  only lse and the entropy (per position) are saved;
+  besides the inputs, only lse and the entropy (per position) are kept for the backward pass;
 - backward, per chunk: the logits are recomputed (one more head matmul, cheaper than keeping and
   re-reading them), p = exp(logits - lse), and
       d logits = (g_logp · (onehot(target) - p) - g_ent · p · (log p + H)) / τ,
