@@ -44,8 +44,7 @@ def _scores(qh, kh, mask):
 @jax.custom_vjp
 def _head_major_attention(qh, kh, vh, mask):
     """qh [B·K, G·T, hd] (scaled); kh, vh [B·K, T, hd]; mask [B·K, G·T, T] -> [B·K, G·T, hd]."""
-    probs = jax.nn.softmax(_scores(qh, kh, mask), axis=-1)
-    return _dot(probs.astype(qh.dtype), vh, _MIX).astype(qh.dtype)
+    return _head_major_attention_fwd(qh, kh, vh, mask)[0]
 
 
 def _head_major_attention_fwd(qh, kh, vh, mask):

@@ -294,9 +294,8 @@ class CausalLM(nnx.Module):
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """hidden [..., D] -> float32 logits [..., V] (tied: hidden @ embed.T)."""
-        if self.lm_head is None:
-            return matmul_transposed_f32(hidden, self.embed[...])
-        return matmul_f32(hidden, self.lm_head[...])
+        weight, tied = self.head_weight()
+        return matmul_transposed_f32(hidden, weight) if tied else matmul_f32(hidden, weight)
 
     def head_weight(self) -> tuple[jax.Array, bool]:
         """(the LM head's weight, tied): the embedding [V, D] if tied, else the head [D, V]."""
