@@ -29,10 +29,23 @@ NUCLEUS_CANDIDATES = 64  # top-p reads the nucleus from this many largest logits
 def first_argmax(logits: jax.Array) -> jax.Array:
     """[B, V] -> [B] int32: index of each row's maximum (the first on ties), as jnp.argmax but
     two plain reductions (~5x faster on XLA:CPU at V = 49k)."""
+    return _max_and_first_index(logits)[1]
+
+
+def _max_and_first_index(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """[B, V] -> (row maximum [B, 1], index of its first occurrence [B] int32)."""
     v = logits.shape[-1]
     top = jnp.max(logits, axis=-1, keepdims=True)
     index = jnp.arange(v, dtype=jnp.int32)
-    return jnp.min(jnp.where(logits == top, index, v), axis=-1).astype(jnp.int32)
+    return top, jnp.min(jnp.where(logits == top, index, v), axis=-1).astype(jnp.int32)
+
+
+def _greedy(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """[B, V] -> (first_argmax [B] int32, its log-softmax [B] float32). The chosen logit *is* the
+    row maximum, so its log-probability is -log(sum(exp(logits - max))): one max, one first index
+    and one exp-sum over the row, without the [B, V] log-softmax and the gather from it."""
+    top, tokens = _max_and_first_index(logits)
+    return tokens, -jnp.log(jnp.sum(jnp.exp(logits - top), axis=-1))
 
 
 def _uniforms(rng: jax.Array, batch: int) -> jax.Array:
@@ -104,9 +117,7 @@ def sample_tokens(logits, rng, temperature, top_p, *, greedy: bool, top_k: int, 
     restricted to the top-k and the top-p nucleus and renormalised (greedy: softmax(logits)).
     """
     if greedy:
-        tokens = first_argmax(logits)
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
+        return _greedy(logits)
     x = logits / temperature
     uniforms = _uniforms(rng, x.shape[0])
     if top_k > 0:

@@ -101,4 +101,9 @@ def test_first_argmax_is_argmax_including_ties():
     tied = jnp.zeros((2, 10)).at[0, 3].set(1.0).at[0, 7].set(1.0)
     np.testing.assert_array_equal(first_argmax(tied), [3, 0])
     tokens, logp = sample_tokens(x, jax.random.key(0), 1.0, 1.0, greedy=True, top_k=0, use_top_p=False)
+    np.testing.assert_array_equal(tokens, jnp.argmax(x, axis=-1))
     np.testing.assert_allclose(logp, jnp.max(jax.nn.log_softmax(x, -1), -1), atol=1e-6)
+    tied_tokens, tied_logp = sample_tokens(tied, jax.random.key(0), 1.0, 1.0, greedy=True, top_k=0,
+                                           use_top_p=False)
+    np.testing.assert_array_equal(tied_tokens, [3, 0])
+    np.testing.assert_allclose(tied_logp, [np.log(np.e / (2 * np.e + 8)), -np.log(10.0)], rtol=1e-6)
