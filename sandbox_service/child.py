@@ -31,8 +31,9 @@ def drop_privileges(config: dict, pipes: dict) -> None:
     for target, name in enumerate(("in", "out", "err", "res", "ack", "job")):
         os.dup2(high[name], target)
     os.closerange(6, 1 << 16)
-    oom_fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)  # no file object: fewer pages
-    os.write(oom_fd, b"1000")                                    # written after the fork
+    # No file object: a forked child pays a page copy for every page it writes.
+    oom_fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+    os.write(oom_fd, b"1000")
     os.close(oom_fd)
     os.umask(0o077)
     for which, value in ((resource.RLIMIT_NPROC, NPROC_LIMIT), (resource.RLIMIT_CORE, 0),
