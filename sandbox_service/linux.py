@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 MS_RDONLY = 1
@@ -16,7 +15,9 @@ MS_REC = 16384
 MNT_DETACH = 2
 PR_SET_NO_NEW_PRIVS = 38
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# libc by its soname: ctypes.util.find_library would pull shutil, subprocess and tempfile into
+# every zygote, and each resident page of a zygote is copied into every forked child's page tables.
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]

@@ -10,7 +10,7 @@ filter can inspect. A syscall from another architecture kills the process.
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 import struct
 
 from sandbox_service import linux
@@ -77,7 +77,7 @@ class _SockFprog(ctypes.Structure):
 
 # Built once, in the zygote: every page a forked child writes is a copy-on-write fault (~2 us
 # here), so the child only points the kernel at this ready-made program.
-_PROGRAM = filter_program() if platform.machine() == "x86_64" else []
+_PROGRAM = filter_program() if os.uname().machine == "x86_64" else []
 _FPROG = _SockFprog(len(_PROGRAM), b"".join(_PROGRAM))
 _FPROG_ADDRESS = ctypes.addressof(_FPROG)
 

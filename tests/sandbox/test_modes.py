@@ -137,3 +137,17 @@ def test_metrics_exposes_counters(http, run):
                  "sandbox_errors_total"):
         assert name in text, name
     assert 'sandbox_verdicts_total{verdict="pass"}' in text
+
+
+def test_stdlib_modules_the_zygote_does_not_preload_still_import(run):
+    # hashlib (OpenSSL), decimal, statistics, datetime and dataclasses are left out of the zygote's
+    # warm set to keep every fork small; a program that needs them imports them inside the jail.
+    code = ("import hashlib, decimal, statistics, datetime, dataclasses, fractions\n\n"
+            "@dataclasses.dataclass\nclass P:\n    x: int\n\n"
+            "def f(s):\n"
+            "    return [hashlib.md5(s.encode()).hexdigest(), str(decimal.Decimal('0.1') * 3),\n"
+            "            statistics.median([3, 1, 2]), datetime.date(2024, 2, 29).isoformat(),\n"
+            "            P(4).x, str(fractions.Fraction(1, 3) * 3)]\n")
+    expected = ["5d41402abc4b2a76b9719d911017c592", "0.3", 2, "2024-02-29", 4, "1"]
+    result = run(code, "call", [{"args": ["hello"], "expected": expected}], fn_name="f")
+    assert result["verdict"] == "pass", result
