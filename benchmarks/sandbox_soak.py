@@ -104,11 +104,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=25)
     parser.add_argument("--in-flight", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recycle-after", type=int, default=500,
+                        help="jobs per zygote (lower than the service's default, so the soak "
+                             "also replaces zygotes while requests are in flight)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     cases = [hostile_case(i, rng) if rng.random() < args.hostile_fraction else normal_case(i, rng)
              for i in range(args.requests)]
-    with local_sandbox(workers=args.workers) as url, \
+    with local_sandbox(workers=args.workers,
+                       extra_args=["--recycle-after", str(args.recycle_after)]) as url, \
             SandboxClient(url, batch_size=args.batch_size, max_in_flight=args.in_flight) as client:
         started = time.perf_counter()
         results = client.execute_batch([request for request, _, _ in cases])

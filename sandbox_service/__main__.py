@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="jailed zygotes, i.e. programs run at once (default: CPU count)")
     parser.add_argument("--max-queue", type=int, default=1024,
                         help="executions admitted (waiting + running) before answering 429")
-    parser.add_argument("--recycle-after", type=int, default=500,
+    parser.add_argument("--recycle-after", type=int, default=PoolConfig.recycle_after,
                         help="jobs per zygote before it is replaced")
     parser.add_argument("--tmp-mb", type=int, default=64, help="size of each run's /tmp")
     parser.add_argument("--uid-base", type=int, default=None,
