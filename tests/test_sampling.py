@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from rltf_jax.models import load_model
-from rltf_jax.sampling import Rollout, Sampler, SamplingParams, bucket_size, sample_tokens
+from rltf_jax.sampling import Rollout, Sampler, SamplingParams, bucket_size, decode_segments, sample_tokens
 
 PROMPTS = ["def add(a, b):", "Write a haiku about unit tests and the joy they bring"]
 
@@ -175,3 +175,28 @@ def test_stop_after_code_block_ends_the_reply_at_the_closing_fence():
     assert kept < int(free.response_mask[0].sum())
     np.testing.assert_array_equal(stopped.response_tokens[0, :kept], free.response_tokens[0, :kept])
     assert (stopped.response_tokens[0, kept:] == sampler.pad_id).all()
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_segmented_decode_cache_samples_what_one_cache_buffer_does(tiny, greedy):
+    """A separate prompt buffer and 4 decode segments (one while_loop each) give the same tokens and
+    log-probabilities as one buffer for prompt and decode slots, also when rows stop on EOS mid-way."""
+    one = Sampler(tiny, max_segments=0)
+    split = Sampler(tiny, segment_tokens=8, max_segments=4, segment_min_slots=0)
+    params = SamplingParams(max_new_tokens=29, greedy=greedy, temperature=0.9)
+    a = one.generate(PROMPTS, params, jax.random.key(5))
+    b = split.generate(PROMPTS, params, jax.random.key(5))
+    assert decode_segments(2, 16, 32, 8, 4, 0) == 4 and decode_segments(2, 16, 32, 8, 4) == 0
+    np.testing.assert_array_equal(a.response_tokens, b.response_tokens)
+    np.testing.assert_array_equal(a.response_mask, b.response_mask)
+    np.testing.assert_allclose(a.response_logprobs, b.response_logprobs, atol=1e-5)
+    ref = _teacher_forced_logprobs(tiny, b, 1, temperature=1.0 if greedy else 0.9)
+    np.testing.assert_allclose(b.response_logprobs[1][b.response_mask[1]], ref, atol=1e-4)
+    # a row that stops early (its EOS is the token it drew third) ends in the first segment
+    eos = int(a.response_tokens[0, 2])
+    one_eos, split_eos = (Sampler(tiny, eos_token_ids=[eos], **kw) for kw in
+                          ({"max_segments": 0}, {"segment_tokens": 8, "max_segments": 4, "segment_min_slots": 0}))
+    c, d = (s.generate(PROMPTS, params, jax.random.key(5)) for s in (one_eos, split_eos))
+    np.testing.assert_array_equal(c.response_mask, d.response_mask)
+    np.testing.assert_array_equal(c.response_tokens, d.response_tokens)
+    assert d.response_mask[0].sum() <= 3

@@ -54,6 +54,11 @@ CHILD = textwrap.dedent(r'''
     b = Sampler(sharded, mesh=mesh).generate(prompts, params, jax.random.key(0))
     report["greedy_equal"] = bool(np.array_equal(a.response_tokens, b.response_tokens))
     report["logprob_diff"] = float(np.abs(a.response_logprobs - b.response_logprobs).max())
+    # the segmented decode cache (a prompt buffer + decode segments) under the mesh too
+    c = Sampler(sharded, mesh=mesh, segment_tokens=8, max_segments=2, segment_min_slots=0).generate(
+        prompts, SamplingParams(16, greedy=True), jax.random.key(0))
+    d = Sampler(single, max_segments=0).generate(prompts, SamplingParams(16, greedy=True), jax.random.key(0))
+    report["segmented_greedy_equal"] = bool(np.array_equal(c.response_tokens, d.response_tokens))
 
     gd2, abstract = sharding.abstract_sharded_state(sharded.config, mesh)
     report["abstract_matches"] = all(
@@ -131,6 +136,7 @@ def test_sharded_logits_equal_single_device(report):
 
 def test_sharded_sampler_matches_single_device(report):
     assert report["greedy_equal"] and report["logprob_diff"] <= 1e-4
+    assert report["segmented_greedy_equal"]
 
 
 def test_abstract_state_and_cache_shardings(report):

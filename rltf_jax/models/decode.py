@@ -10,7 +10,9 @@ place and whose cache writes are in-place dynamic-update-slices. Numerically it 
 `[B, K, S, hd]`, so writing a token's key is an in-place write of contiguous rows: with keys stored
 transposed (`[B, K, hd, S]`, which makes the score dot canonical) XLA:CPU rewrote the whole key
 buffer of every layer at every token (1.7 ms per layer at batch 64, measured with the profiler),
-while the score dot contracting both minor axes costs the same as the canonical one.
+while the score dot contracting both minor axes costs the same as the canonical one. A step may
+attend over several cache buffers (`past`: the prompt's, finished decode segments) plus the one it
+writes, with one softmax over all their slots; see `sampling._generate` for why large caches are split.
 """
 
 from __future__ import annotations
@@ -66,33 +68,44 @@ def init_layer_cache(config: ModelConfig, batch: int, max_len: int, dtype) -> La
                       jnp.zeros((batch, max_len), bool), jnp.zeros((), jnp.int32))
 
 
-def _cached_attention(q, keys, values, visible):
-    """q [B, T, H, hd]; keys, values [B, K, S, hd] (already holding the T new tokens);
-    visible [B, T, S] bool (valid slot and causal). Returns [B, T, H, hd]."""
+def _cached_attention(q, pieces):
+    """q [B, T, H, hd]; pieces: (keys, values, visible) per cache buffer, keys/values [B, K, S_i, hd]
+    (the buffer being written already holds the T new tokens), visible [B, T, S_i] bool (valid slot
+    and causal). One softmax over the slots of all pieces. Returns [B, T, H, hd]."""
     b, t, h, hd = q.shape
-    kv = keys.shape[1]
+    kv = pieces[0][0].shape[1]
     g = h // kv
     dt = q.dtype
     qg = (q.astype(jnp.float32) * (hd ** -0.5)).astype(dt).reshape(b, t, kv, g, hd)
     qg = qg.transpose(0, 2, 1, 3, 4).reshape(b, kv, t * g, hd)  # rows ordered (t, g)
-    scores = jnp.einsum("bkqd,bksd->bkqs", qg, keys.astype(dt), preferred_element_type=jnp.float32)  # [B, K, T*G, S]
-    mask = jnp.repeat(visible, g, axis=1)[:, None]  # [B, 1, T*G, S]
-    probs = jax.nn.softmax(jnp.where(mask, scores, MASK_VALUE), axis=-1)
-    out = jnp.matmul(probs.astype(dt), values.astype(dt), preferred_element_type=jnp.float32)  # [B, K, T*G, hd]
+    scores = []
+    for keys, _, visible in pieces:
+        s = jnp.einsum("bkqd,bksd->bkqs", qg, keys.astype(dt), preferred_element_type=jnp.float32)  # [B, K, T*G, S_i]
+        mask = jnp.repeat(visible, g, axis=1)[:, None]  # [B, 1, T*G, S_i]
+        scores.append(jnp.where(mask, s, MASK_VALUE))
+    probs = jax.nn.softmax(jnp.concatenate(scores, axis=-1) if len(scores) > 1 else scores[0], axis=-1)
+    out, start = None, 0
+    for keys, values, _ in pieces:
+        size = keys.shape[2]
+        part = jnp.matmul(probs[..., start:start + size].astype(dt), values.astype(dt),
+                          preferred_element_type=jnp.float32)  # [B, K, T*G, hd]
+        out = part if out is None else out + part
+        start += size
     return out.reshape(b, kv, t, g, hd).transpose(0, 2, 1, 3, 4).reshape(b, t, h, hd).astype(dt)
 
 
 def forward_unrolled(config: ModelConfig, w: UnrolledWeights, tokens, positions, attention_mask,
-                     cache: LayerCache, *, cache_is_empty: bool = False):
+                     cache: LayerCache, *, past: tuple = (), cache_is_empty: bool = False):
     """As CausalLM.hidden_states with a cache. tokens/positions/attention_mask [B, T]; the T tokens are
-    written at slots [cache.index, cache.index + T) and attend to every valid slot up to their own.
+    written at slots [cache.index, cache.index + T) and attend to every valid slot up to their own,
+    and to every valid slot of the read-only caches in `past` (LayerCaches of earlier tokens).
     Returns (hidden [B, T, D] after the final norm, the updated cache).
 
     Each layer writes its new keys/values into the cache *before* attending over it, so the only
     reader of the old buffer is the in-place update (XLA would otherwise copy the cache every step).
     """
     c, dt = config, config.compute_dtype
-    t = tokens.shape[1]
+    b, t = tokens.shape
     mask = attention_mask.astype(bool)
     x = jnp.take(w.embed, tokens, axis=0).astype(dt)
     inv_freq = jnp.asarray(rope_inv_freq(c))
@@ -116,7 +129,9 @@ def forward_unrolled(config: ModelConfig, w: UnrolledWeights, tokens, positions,
         else:
             def attend(q, k, v, l=l):
                 write(l, k, v)
-                return _cached_attention(q, keys[l], values[l], visible)
+                pieces = [(pc.keys[l], pc.values[l], jnp.broadcast_to(pc.valid[:, None, :], (b, t, pc.valid.shape[1])))
+                          for pc in past]
+                return _cached_attention(q, pieces + [(keys[l], values[l], visible)])
 
             x, _, _ = decoder_block(c, p, x, positions, self_mask, inv_freq, attend=attend)
     hidden = rms_norm(x, w.final_norm, c.rms_norm_eps)
