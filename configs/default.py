@@ -119,6 +119,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.rlef.rewards.passed = 1.0
     config.rlef.rewards.failed = -1.0
     config.rlef.rewards.no_code = -0.2
+    config.rlef.rewards.repeated_code = 0.0   # per reply resubmitting the failed program (0: RLEF's rules)
     config.rlef.rewards.fine_grained = False  # RLTF's per-line penalties on every turn's code too
     config.rlef.rewards.fine_grained_penalty = -0.3
     config.rlef.rewards.fine_grained_scaling = "per_token"

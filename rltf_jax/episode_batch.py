@@ -19,7 +19,7 @@ import numpy as np
 from rltf_jax.episodes import Episode
 from rltf_jax.loop import bucket_length
 from rltf_jax.ppo import PPOBatch
-from rltf_jax.rewards.rlef import RLEFRewardConfig, episode_token_rewards
+from rltf_jax.rewards.rlef import RLEFRewardConfig, episode_token_rewards, repeated_programs
 
 
 class EpisodeBatch(NamedTuple):
@@ -101,5 +101,9 @@ def episode_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
         "episodes/truncated": float(np.mean([t.truncated for t in turns])),
         "episodes/reply_tokens": float(np.mean([len(t.reply_ids) for t in turns])),
         "episodes/context_mismatch": float(np.mean([not t.context_matches for t in later])) if later else 0.0,
+        # replies after a public-test failure that resubmit the failed program unchanged
+        "episodes/repeated_code": float(np.mean(np.concatenate([
+            repeated_programs([t.extracted.program if t.extracted else None for t in e.turns])[1:]
+            for e in kept]))) if later else 0.0,
     })
     return metrics

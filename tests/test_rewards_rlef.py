@@ -5,7 +5,8 @@ import pytest
 
 from rltf_jax.data import load_problems
 from rltf_jax.prompts import extract_code
-from rltf_jax.rewards.rlef import RLEFRewardConfig, episode_token_rewards, turn_rewards
+from rltf_jax.rewards.rlef import (RLEFRewardConfig, episode_token_rewards, repeated_programs,
+                                  turn_rewards)
 from rltf_jax.sandbox_client import ExecutionRequest
 
 
@@ -24,6 +25,25 @@ def test_turn_rewards_take_config_values():
     config = RLEFRewardConfig(passed=2.0, failed=-3.0, no_code=-0.5)
     np.testing.assert_allclose(turn_rewards([False, True], True, config), [-0.5, 2.0])
     np.testing.assert_allclose(turn_rewards([True, False], False, config), [0.0, -3.5])
+
+
+def test_repeated_programs_compare_syntax_trees():
+    a = "def add(a, b):\n    return a - b\n"
+    programs = [a, "# try again\ndef add(a,b):\n\n    return (a - b)  # fixed?\n", None,
+                "def add(a, b):\n    return b - a\n", "def add(a, b):\n    return b - a",
+                "def add(a, b:\n  oops  \n", "def add(a, b:\n  oops\n\n"]
+    assert repeated_programs(programs).tolist() == [False, True, False, False, True, False, True]
+    assert repeated_programs([a]).tolist() == [False]
+
+
+def test_repeated_code_reward_is_off_by_default_and_added_per_repeating_reply():
+    repeated = [False, True, True]
+    np.testing.assert_allclose(turn_rewards([True] * 3, False, repeated=repeated), [0.0, 0.0, -1.0])
+    config = RLEFRewardConfig(repeated_code=-0.5)
+    np.testing.assert_allclose(turn_rewards([True] * 3, False, config, repeated), [0.0, -0.5, -1.5])
+    np.testing.assert_allclose(turn_rewards([True, True], True, config, [False, True]), [0.0, 0.5])
+    with pytest.raises(ValueError, match="repeated flags"):
+        turn_rewards([True, True], True, config, [False])
 
 
 def _reply_ids(tokenizer, text):
@@ -58,6 +78,21 @@ def test_rewards_sit_on_the_last_token_of_their_reply(three_turn_episode, tokeni
         assert not r[:-1].any()
     failed = episode_token_rewards(ids, extracted, results, texts, [False] * 3, False, tokenizer)
     assert failed[-1][-1] == pytest.approx(-1.0)
+
+
+def test_resubmitted_program_is_penalised_on_its_reply(three_turn_episode, tokenizer):
+    ids, extracted, results, texts = three_turn_episode
+    # reply 3 resubmits reply 2's crashing program, re-indented with trailing spaces only
+    again = texts[1].replace("zero\n", "zero   \n")
+    ids3 = ids[:2] + [_reply_ids(tokenizer, again)]
+    problem = next(p for p in load_problems("starter:train") if p.id == "starter/add/0")
+    ext3 = extracted[:2] + [extract_code(problem, again)]
+    config = RLEFRewardConfig(repeated_code=-0.5)
+    rewards = episode_token_rewards(ids3, ext3, results, texts[:2] + [again], [False] * 3, False,
+                                    tokenizer, config)
+    assert [r[-1] for r in rewards] == pytest.approx([-0.2, 0.0, -1.5])
+    assert episode_token_rewards(ids3, ext3, results, texts[:2] + [again], [False] * 3, False,
+                                 tokenizer)[-1][-1] == pytest.approx(-1.0)  # off by default
 
 
 def test_fine_grained_penalty_lands_on_the_error_line_of_its_turn(three_turn_episode, tokenizer):
