@@ -210,7 +210,7 @@ class Sampler:
 
     def __init__(self, loaded, *, mesh=None, dtype: str | None = None, cache_dtype=None,
                  eos_token_ids: Sequence[int] | None = None, min_prompt_bucket: int = 16,
-                 min_new_bucket: int = 16, segment_tokens: int = 64, max_segments: int = 2,
+                 min_new_bucket: int = 16, segment_tokens: int = 64, max_segments: int | None = None,
                  segment_min_slots: int = SEGMENT_MIN_SLOTS):
         """loaded: a LoadedModel; mesh: run sharded (params per their logical axes, rows over
         ("data", "fsdp")); dtype: weights and activations of generation, e.g. "bfloat16" (default: the
@@ -220,7 +220,8 @@ class Sampler:
         min_*_bucket: smallest prompt / new-token bucket; segment_tokens, max_segments,
         segment_min_slots: caches of at least segment_min_slots slots (batch x (prompt + new)) are
         split into a prompt buffer and up to max_segments decode buffers of >= segment_tokens slots
-        (`decode_segments`; max_segments=0: never)."""
+        (`decode_segments`; max_segments=0: never; None: 2 on the CPU backend, where it was
+        measured, else 0)."""
         self.tokenizer = loaded.tokenizer
         if self.tokenizer is None:
             raise ValueError(f"model {loaded.name!r} has no tokenizer; the sampler needs one")
@@ -229,6 +230,8 @@ class Sampler:
         self.cache_dtype = cache_dtype or self.config.compute_dtype
         self._fence_table = None  # built on the first stop_after_code_block request
         self.min_prompt_bucket, self.min_new_bucket = min_prompt_bucket, min_new_bucket
+        if max_segments is None:  # the bf16 write that segments avoid is XLA:CPU's (module docstring)
+            max_segments = 2 if jax.default_backend() == "cpu" else 0
         self.segment_tokens, self.max_segments = segment_tokens, max_segments
         self.segment_min_slots = segment_min_slots
         state = nnx.state(loaded.model)
