@@ -99,8 +99,8 @@ def batched_run(client: SandboxClient, items: list) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--n", type=int, default=200, help="executions per workload and system")
-    parser.add_argument("--baseline-n", type=int, default=100,
+    parser.add_argument("--n", type=int, default=1000, help="executions per workload and system")
+    parser.add_argument("--baseline-n", type=int, default=200,
                         help="executions per workload for the (slower) baseline")
     args = parser.parse_args()
     concurrency = args.concurrency
