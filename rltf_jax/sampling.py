@@ -2,7 +2,8 @@
 
 One jitted function per shape bucket (batch, prompt length, new tokens, each rounded up to a power of
 two) runs the whole generation on device: prefill of the left-padded prompts, then one token per
-loop step written in place into the cache, exiting early once every row has produced an EOS token.
+loop step written in place into the cache, exiting early once every row has produced an EOS token
+(large caches: a prompt buffer plus decode segments, one loop each; see `_generate`).
 The step runs the layers unrolled over per-layer weight and cache buffers (models/decode.py), which
 on XLA:CPU avoids copying every layer's weights and cache out of the stacked arrays at every token;
 training keeps the scanned CausalLM (same block code, same numerics). Tokens are drawn by
@@ -230,7 +231,7 @@ class Sampler:
         self.cache_dtype = cache_dtype or self.config.compute_dtype
         self._fence_table = None  # built on the first stop_after_code_block request
         self.min_prompt_bucket, self.min_new_bucket = min_prompt_bucket, min_new_bucket
-        if max_segments is None:  # the bf16 write that segments avoid is XLA:CPU's (module docstring)
+        if max_segments is None:  # the bf16 write that segments avoid is XLA:CPU's (see `_generate`)
             max_segments = 2 if jax.default_backend() == "cpu" else 0
         self.segment_tokens, self.max_segments = segment_tokens, max_segments
         self.segment_min_slots = segment_min_slots
