@@ -161,12 +161,13 @@ def _generate(config, weights, prompt_tokens, prompt_mask, row_active, row_ids, 
     if not segments:
         _, state = jax.lax.while_loop(functools.partial(cond, end=new_bucket),
                                       functools.partial(body, past=()), (cache, state))
-    past, seg = (cache,), new_bucket // max(segments, 1)
-    for j in range(segments):
-        cache = init_layer_cache(config, b, seg, cache_dtype)
-        cache, state = jax.lax.while_loop(functools.partial(cond, end=(j + 1) * seg),
-                                          functools.partial(body, past=past), (cache, state))
-        past = past + (cache,)
+    else:
+        past, seg = (cache,), new_bucket // segments
+        for j in range(segments):
+            cache = init_layer_cache(config, b, seg, cache_dtype)
+            cache, state = jax.lax.while_loop(functools.partial(cond, end=(j + 1) * seg),
+                                              functools.partial(body, past=past), (cache, state))
+            past = past + (cache,)
     out_tokens, out_lp, out_mask, _, _, steps, _ = state
     return out_tokens, out_lp, out_mask, steps + 1
 

@@ -18,8 +18,9 @@ initial policy is added inside the PPO step, like single-turn.
 
 `repeated_code` targets what a small policy does after RLEF's own rewards: a reply is only asked
 for after the previous program failed the public tests, and resubmitting that program unchanged
-(the same syntax tree: comments and formatting do not count) is certain to fail them again. SmolLM2-135M after 15 RLEF updates did
-that in 29 of 41 revisions on the held-out starter problems (docs/rlef.md).
+(the same syntax tree: comments and formatting do not count) is certain to fail them again.
+SmolLM2-135M after 15 RLEF updates did that in 29 of 41 revisions on the held-out starter
+problems (docs/benchmarks.md, "RLEF").
 """
 
 from __future__ import annotations
