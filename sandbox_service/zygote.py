@@ -18,6 +18,7 @@ It answers with one JSON line ``{"tests": [TestRecord, ...]}`` on stdout.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import selectors
@@ -46,6 +47,10 @@ def _warm_up() -> None:
             __import__(name)
         except ImportError:
             pass
+    # The first compile() of a source string in a process creates the ~120 classes of the _ast
+    # module (PyAST_Check -> init_types): a fifth of a HumanEval execution's CPU when every
+    # forked child did it again. Done here once, children inherit them.
+    compile("0", "<warm-up>", "eval", dont_inherit=True)
 
 
 class _Capture:
@@ -389,6 +394,7 @@ def main() -> None:
     jail.join_cgroups(config)
     jail.lock_filesystem()
     _warm_up()
+    gc.freeze()
     _serve(config)
 
 
