@@ -51,6 +51,14 @@ _SyntaxError = SyntaxError
 _SystemExit = SystemExit
 
 
+def snapshot_runtime() -> None:
+    """Take the snapshot `_restore_runtime` returns to; the zygote calls this again once it has
+    finished adding builtins (site.py's exit / quit / help), so patches of those are undone too."""
+    global _BUILTINS_SNAPSHOT, _ENCODER_GLOBALS_SNAPSHOT
+    _BUILTINS_SNAPSHOT = dict(builtins.__dict__)
+    _ENCODER_GLOBALS_SNAPSHOT = dict(json.encoder.__dict__)
+
+
 def _restore_runtime() -> None:
     """Undo a program's patches of builtins / json.encoder before the harness serialises."""
     _dict_update(_builtins_dict, _BUILTINS_SNAPSHOT)

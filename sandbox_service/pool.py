@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import math
 import os
 import signal
+import site
+import subprocess
 import sys
 import time
 
@@ -30,6 +33,22 @@ _JAIL_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": 
 _UNSHARE = ("unshare", "--pid", "--fork", "--kill-child", "--net", "--mount", "--mount-proc",
             "--ipc", "--uts")
 _READ_LIMIT = 256 * 1024 * 1024  # one zygote answer line
+
+
+@functools.lru_cache(maxsize=None)
+def _site_paths(python: str) -> dict:
+    """sys.prefix and the site-packages dirs `python` would get from site.py.
+
+    The zygote runs with -S: site.py would also run every .pth file of the environment (an
+    editable install's import hook pulls pathlib, urllib and ipaddress into it), and each
+    resident page of a zygote costs every fork and exit. Programs still import what is installed.
+    """
+    if python == sys.executable:
+        return {"prefix": sys.prefix, "site_packages": site.getsitepackages()}
+    out = subprocess.run([python, "-E", "-s", "-c", "import json, site, sys; print(json.dumps("
+                          "{'prefix': sys.prefix, 'site_packages': site.getsitepackages()}))"],
+                         capture_output=True, text=True, check=True, timeout=60)
+    return json.loads(out.stdout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,9 +92,9 @@ class Worker:
 
     async def start(self) -> None:
         zygote_config = {"uid": self.config.uid_base + self.index, "tmp_mb": self.config.tmp_mb,
-                         "cgroups": self.cgroups}
+                         "cgroups": self.cgroups, **_site_paths(self.config.python)}
         self.proc = await asyncio.create_subprocess_exec(
-            *_UNSHARE, self.config.python, "-E", "-s", "-m", "sandbox_service.zygote",
+            *_UNSHARE, self.config.python, "-E", "-s", "-S", "-m", "sandbox_service.zygote",
             json.dumps(zygote_config), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, env=_JAIL_ENV, cwd=_PACKAGE_PARENT,
             start_new_session=True, limit=_READ_LIMIT)

@@ -23,6 +23,7 @@ import json
 import os
 import selectors
 import signal
+import site
 import sys
 import time
 
@@ -391,6 +392,15 @@ def main() -> None:
     if os.getpid() != 1:
         raise SystemExit("sandbox_service.zygote must run as PID 1 of a new PID namespace")
     config = json.loads(sys.argv[1])
+    # Started with -S (see pool._site_paths): what site.py would have set, without its .pth files:
+    # the prefix, site-packages on the path, and the builtins it adds (exit, quit, help, ...),
+    # which model-written programs do call.
+    sys.prefix = config.get("prefix", sys.prefix)
+    sys.path.extend(p for p in config.get("site_packages", ()) if p not in sys.path)
+    site.setquit()
+    site.setcopyright()
+    site.sethelper()
+    harness.snapshot_runtime()
     jail.join_cgroups(config)
     jail.lock_filesystem()
     _warm_up()

@@ -312,6 +312,20 @@ def test_patched_builtins_and_json_never_pass(hostile):
     assert result["verdict"] == "wrong_answer" and result["pass_ratio"] == 0
 
 
+def test_builtins_patched_by_the_program_are_restored_before_the_asserts(run):
+    # `exit` comes from site.py's set-up (the zygote runs with -S and adds it itself): it is
+    # restored like the interpreter's own builtins.
+    code = ("import builtins\n"
+            "builtins.abs = lambda x: 0\n"
+            "builtins.exit = 'patched'\n"
+            "def area(r):\n"
+            "    return 0\n")
+    tests = [{"assert": "assert callable(exit) and abs(-2) == 2"},
+             {"assert": "assert abs(area(2) - 12.566) < 1e-3"}]
+    result = run(code, "assert", tests, limits=FAST)
+    assert [t["verdict"] for t in result["tests"]] == ["pass", "wrong_answer"], result
+
+
 def test_forged_result_lines_never_pass(hostile):
     code = ("import os\n"
             "def add(a, b):\n"

@@ -151,3 +151,14 @@ def test_stdlib_modules_the_zygote_does_not_preload_still_import(run):
     expected = ["5d41402abc4b2a76b9719d911017c592", "0.3", 2, "2024-02-29", 4, "1"]
     result = run(code, "call", [{"args": ["hello"], "expected": expected}], fn_name="f")
     assert result["verdict"] == "pass", result
+
+
+def test_packages_installed_in_the_services_environment_import_in_the_jail(run):
+    # The zygote starts with -S (no .pth files run in it); the environment's site-packages are
+    # put on its path instead, so a program can still use what is installed (numpy is, via jax).
+    # site.py's builtins are set up without it: programs call exit() and quit().
+    code = ("import sys\nimport numpy as np\n\n"
+            "def f(xs):\n"
+            "    return [int(np.asarray(xs).sum()), sys.flags.no_site, callable(exit), callable(quit)]\n")
+    result = run(code, "call", [{"args": [[1, 2, 3]], "expected": [6, 1, True, True]}], fn_name="f")
+    assert result["verdict"] == "pass", result
