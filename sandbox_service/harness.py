@@ -24,6 +24,8 @@ import json
 import os
 import sys
 
+from sandbox_service import dict_version
+
 SOLUTION_FILE = "<solution>"
 TEST_FILE = "<test>"
 MAX_MESSAGE_CHARS = 2000
@@ -51,18 +53,38 @@ _SyntaxError = SyntaxError
 _SystemExit = SystemExit
 
 
+_dict_version = dict_version.reader()  # None: restore before every write
+
+
+def _runtime_versions() -> bytes | None:
+    if _dict_version is None:
+        return None
+    return _dict_version(_builtins_dict) + _dict_version(_encoder_globals)
+
+
+_CLEAN_VERSIONS = _runtime_versions()
+
+
 def snapshot_runtime() -> None:
     """Take the snapshot `_restore_runtime` returns to; the zygote calls this again once it has
     finished adding builtins (site.py's exit / quit / help), so patches of those are undone too."""
-    global _BUILTINS_SNAPSHOT, _ENCODER_GLOBALS_SNAPSHOT
+    global _BUILTINS_SNAPSHOT, _ENCODER_GLOBALS_SNAPSHOT, _CLEAN_VERSIONS
     _BUILTINS_SNAPSHOT = dict(builtins.__dict__)
     _ENCODER_GLOBALS_SNAPSHOT = dict(json.encoder.__dict__)
+    _CLEAN_VERSIONS = _runtime_versions()
 
 
 def _restore_runtime() -> None:
-    """Undo a program's patches of builtins / json.encoder before the harness serialises."""
+    """Undo a program's patches of builtins / json.encoder before the harness serialises.
+
+    Skipped when neither dict's version tag moved since the snapshot (dict_version.py): the
+    restore writes every value's reference count, a page copy each in a forked child."""
+    global _CLEAN_VERSIONS
+    if _CLEAN_VERSIONS is not None and _runtime_versions() == _CLEAN_VERSIONS:
+        return
     _dict_update(_builtins_dict, _BUILTINS_SNAPSHOT)
     _dict_update(_encoder_globals, _ENCODER_GLOBALS_SNAPSHOT)
+    _CLEAN_VERSIONS = _runtime_versions()
 
 
 def exception_info(exc: BaseException, code_lines: int) -> dict:
