@@ -9,7 +9,9 @@ On the starter problems, with the same policy, sampling parameters and sandbox l
 arm (rltf_jax/evaluate_turns.py): single-turn pass@k and 1@k from k independent replies,
 multi-turn 1@k from one episode of ≤ k turns with real feedback, and the same with feedback from
 another problem (the ablation). Prints one JSON line; ``ratio`` is multi-turn 1@k over
-single-turn pass@k (RLEF's claim after training: > 1; for the base model RLEF found ≤ 1).
+single-turn pass@k (RLEF's claim after training: > 1; for the base model RLEF found ≤ 1), and
+``multi_turn_1@k_minus_*`` the per-problem (paired) differences with bootstrap CIs. Runs with
+other ``--seed``s pool into one estimate with ``--pool RUN1.jsonl RUN2.jsonl ...``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import jax
 from rltf_jax.data import load_problems
 from rltf_jax.episodes import EpisodeConfig
 from rltf_jax.evaluate import load_policy
-from rltf_jax.evaluate_turns import compare_turns
+from rltf_jax.evaluate_turns import compare_turns, pool_comparisons
 from rltf_jax.feedback import FeedbackConfig
 from rltf_jax.sampling import Sampler, SamplingParams
 from rltf_jax.sandbox_client import SandboxClient, local_sandbox
@@ -46,11 +48,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-random-feedback", action="store_true", help="skip the ablation arm")
     parser.add_argument("--sandbox-url", default=None, help="a running sandbox (default: start one)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pool", nargs="+", metavar="JSONL", default=None,
+                        help="pool the result lines of earlier runs (other seeds) instead of running")
     return parser.parse_args(argv)
+
+
+def pooled(paths: list[str]) -> dict:
+    """One result line from the last line of each file (runs of one policy with other seeds)."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            lines = [line for line in f if line.strip()]
+        if not lines:
+            raise SystemExit(f"{path}: no result line")
+        runs.append(json.loads(lines[-1]))
+    comparison = pool_comparisons(runs)
+    flat = comparison.flat()
+    k = comparison.budget
+    single = flat[f"single_turn_pass@{k}"]
+    first = runs[0]
+    return {"benchmark": "rlef", **{key: first[key] for key in ("model", "trained", "dataset", "budget",
+                                                                  "max_new_tokens", "temperature", "top_p")},
+            "problems": len(comparison.per_problem[f"multi_turn_1@{k}"]),
+            "attempts": sum(run["attempts"] for run in runs), "pooled_from": paths,
+            "seeds": [run.get("seed") for run in runs], **flat,
+            "ratio": flat[f"multi_turn_1@{k}"] / single if single else None,
+            "per_problem": comparison.per_problem}
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.pool:
+        result = pooled(args.pool)
+        print(json.dumps(result))
+        return result
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     start = time.perf_counter()
     problems = load_problems(args.dataset)
@@ -71,9 +102,9 @@ def main(argv=None) -> dict:
     result = {"benchmark": "rlef", "model": args.checkpoint or args.model,
               "trained": bool(args.checkpoint), "dataset": args.dataset, "problems": len(problems),
               "budget": k, "attempts": args.attempts, "max_new_tokens": args.max_new_tokens,
-              "temperature": args.temperature, "top_p": args.top_p, **flat,
+              "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed, **flat,
               "ratio": flat[f"multi_turn_1@{k}"] / single if single else None,
-              "wall_s": round(time.perf_counter() - start, 1)}
+              "wall_s": round(time.perf_counter() - start, 1), "per_problem": comparison.per_problem}
     print(json.dumps(result))
     return result
 

@@ -72,7 +72,7 @@ def multi_turn_scores(episodes: Sequence[Episode]) -> dict:
     turns = [len(e.turns) for eps in groups.values() for e in eps]
     first = [float(np.mean([e.turn_passed_public(0) and len(e.turns) == 1 and e.final_passed for e in eps]))
              for eps in groups.values()]
-    return {"per_problem": solved, "solved_at_turn_1": float(np.mean(first)),
+    return {"ids": list(groups), "per_problem": solved, "solved_at_turn_1": float(np.mean(first)),
             "mean_turns": float(np.mean(turns)), "num_episodes": len(turns)}
 
 
@@ -96,7 +96,7 @@ def single_turn_scores(episodes: Sequence[Episode], k: int) -> dict:
         right = [e.final_passed for e in eps]
         draws = [n_at_k_one(public[i:i + k], right[i:i + k], 1, k) for i in range(0, len(eps) - k + 1, k)]
         one_at_k.append(float(np.mean(draws)))
-    return {"pass_at_k": estimate_pass_at_k(counts, correct, k).tolist(), "one_at_k": one_at_k,
+    return {"ids": list(groups), "pass_at_k": estimate_pass_at_k(counts, correct, k).tolist(), "one_at_k": one_at_k,
             "pass_at_1": estimate_pass_at_k(counts, correct, 1).tolist()}
 
 
@@ -107,12 +107,27 @@ class TurnComparison:
     budget: int
     single_pass_at_k: dict
     single_one_at_k: dict
-    single_pass_at_1: dict
+    single_pass_at_1: dict | None
     multi_one_at_k: dict
     multi_mean_turns: float
     random_one_at_k: dict | None
     random_mean_turns: float | None
     multi_metrics: dict = dataclasses.field(default_factory=dict)
+    # arm name -> {problem id: that problem's score}; what `paired` and pooling across runs use
+    per_problem: dict = dataclasses.field(default_factory=dict)
+
+    def paired(self) -> dict[str, dict]:
+        """Multi-turn 1@k minus each other arm, problem by problem (the problems both arms scored),
+        with a bootstrap CI over problems: tighter than comparing two independent CIs."""
+        k = self.budget
+        multi = self.per_problem.get(f"multi_turn_1@{k}", {})
+        out = {}
+        for other in (f"single_turn_pass@{k}", f"random_feedback_1@{k}"):
+            scores = self.per_problem.get(other)
+            shared = [pid for pid in multi if scores and pid in scores]
+            if shared:
+                out[f"multi_turn_1@{k}_minus_{other}"] = summarize([multi[p] - scores[p] for p in shared])
+        return out
 
     def flat(self) -> dict[str, float]:
         """One flat dict (for a JSON line): means, CIs, turns used."""
@@ -130,7 +145,51 @@ class TurnComparison:
         if self.random_mean_turns is not None:
             out["random_feedback_mean_turns"] = self.random_mean_turns
         out.update({f"multi_turn_{k.split('/')[-1]}": v for k, v in self.multi_metrics.items()})
+        for name, value in self.paired().items():
+            out[name] = value["mean"]
+            out[name + "_ci"] = [value["ci_low"], value["ci_high"]]
         return out
+
+
+def pool_comparisons(runs: Sequence[dict]) -> TurnComparison:
+    """Pool independent `benchmarks/rlef.py` runs (their JSON lines) of one policy on one dataset.
+
+    Each problem's score in each arm is the attempts-weighted mean over the runs that scored it
+    (a run with A attempts holds A draws per problem), so two runs of one attempt each pool into
+    what one run of two attempts estimates; CIs and paired differences are recomputed over the
+    pooled per-problem scores. Runs must share budget, dataset, model and sampling settings.
+    """
+    if not runs:
+        raise ValueError("nothing to pool")
+    keys = ("budget", "dataset", "model", "temperature", "top_p", "max_new_tokens")
+    for run in runs[1:]:
+        differing = [key for key in keys if run.get(key) != runs[0].get(key)]
+        if differing:
+            raise ValueError(f"runs differ in {', '.join(differing)}: not the same evaluation")
+    if any("per_problem" not in run for run in runs):
+        raise ValueError("a run has no per_problem scores (written before they were recorded)")
+    sums: dict = collections.defaultdict(lambda: collections.defaultdict(float))
+    weights: dict = collections.defaultdict(lambda: collections.defaultdict(float))
+    for run in runs:
+        for arm, scores in run["per_problem"].items():
+            for pid, value in scores.items():
+                sums[arm][pid] += run["attempts"] * value
+                weights[arm][pid] += run["attempts"]
+    per_problem = {arm: {pid: sums[arm][pid] / weights[arm][pid] for pid in sums[arm]} for arm in sums}
+    k = int(runs[0]["budget"])
+    total = sum(run["attempts"] for run in runs)
+
+    def turns(name):
+        if any(run.get(name) is None for run in runs):
+            return None
+        return sum(run["attempts"] * run[name] for run in runs) / total
+
+    arm = lambda name: summarize(list(per_problem[name].values())) if name in per_problem else None
+    return TurnComparison(
+        budget=k, single_pass_at_k=arm(f"single_turn_pass@{k}"), single_one_at_k=arm(f"single_turn_1@{k}"),
+        single_pass_at_1=arm("single_turn_pass@1"), multi_one_at_k=arm(f"multi_turn_1@{k}"),
+        multi_mean_turns=turns("multi_turn_mean_turns"), random_one_at_k=arm(f"random_feedback_1@{k}"),
+        random_mean_turns=turns("random_feedback_mean_turns"), per_problem=per_problem)
 
 
 def compare_turns(source, tokenizer, client, problems, *, budget: int, attempts: int, params, rng,
@@ -152,6 +211,11 @@ def compare_turns(source, tokenizer, client, problems, *, budget: int, attempts:
                          params=params, rng=keys[1], config=multi_config)
     single_scores = single_turn_scores(single, budget)
     multi_scores = multi_turn_scores(multi)
+    k = budget
+    per_problem = {f"single_turn_pass@{k}": dict(zip(single_scores["ids"], single_scores["pass_at_k"])),
+                   f"single_turn_1@{k}": dict(zip(single_scores["ids"], single_scores["one_at_k"])),
+                   "single_turn_pass@1": dict(zip(single_scores["ids"], single_scores["pass_at_1"])),
+                   f"multi_turn_1@{k}": dict(zip(multi_scores["ids"], multi_scores["per_problem"]))}
     random_one, random_turns = None, None
     if random_feedback:
         shuffled = run_episodes(source, tokenizer, client, problems, samples_per_problem=attempts,
@@ -159,12 +223,14 @@ def compare_turns(source, tokenizer, client, problems, *, budget: int, attempts:
                                 config=dataclasses.replace(multi_config, feedback_mode="random"))
         random_scores = multi_turn_scores(shuffled)
         random_one, random_turns = summarize(random_scores["per_problem"]), random_scores["mean_turns"]
+        per_problem[f"random_feedback_1@{k}"] = dict(zip(random_scores["ids"], random_scores["per_problem"]))
     return TurnComparison(
         budget=budget, single_pass_at_k=summarize(single_scores["pass_at_k"]),
         single_one_at_k=summarize(single_scores["one_at_k"]),
         single_pass_at_1=summarize(single_scores["pass_at_1"]),
         multi_one_at_k=summarize(multi_scores["per_problem"]), multi_mean_turns=multi_scores["mean_turns"],
-        random_one_at_k=random_one, random_mean_turns=random_turns, multi_metrics=episode_metrics(multi))
+        random_one_at_k=random_one, random_mean_turns=random_turns, multi_metrics=episode_metrics(multi),
+        per_problem=per_problem)
 
 
 def evaluate_episodes(source, tokenizer, client, problems, *, turns: int, num_samples: int,

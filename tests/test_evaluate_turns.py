@@ -101,3 +101,31 @@ def test_evaluate_episodes_reports_one_at_k_over_turns(tokenizer, client, proble
                                    "turns": [2], "final_passed": [True]}]
     assert result["by_difficulty"]["easy"]["1@2"]["mean"] == 1.0
     assert "1@2 (95% CI)" in markdown_table(result)
+
+
+def test_paired_differences_and_pooling_runs(tokenizer, client, problems):
+    from rltf_jax.evaluate_turns import pool_comparisons
+
+    def reads_feedback(prompt):
+        return RIGHT if "Your output: -56" in prompt else WRONG
+
+    comparison = compare_turns(TextReplies(tokenizer, reads_feedback), tokenizer, client, problems,
+                               budget=3, attempts=1, params=PARAMS, rng=jax.random.key(0))
+    flat = comparison.flat()
+    assert comparison.per_problem["multi_turn_1@3"] == {problems[0].id: 1.0, problems[1].id: 0.0}
+    assert flat["multi_turn_1@3_minus_single_turn_pass@3"] == pytest.approx(0.5)
+    assert flat["multi_turn_1@3_minus_random_feedback_1@3"] == pytest.approx(0.5)
+    # Two runs (1 and 3 attempts) pool per problem, weighted by attempts.
+    run = {"budget": 3, "dataset": "d", "model": "m", "temperature": 0.2, "top_p": 0.95,
+           "max_new_tokens": 64, "multi_turn_mean_turns": 2.0, "random_feedback_mean_turns": 3.0}
+    first = {**run, "attempts": 1, "per_problem": {"multi_turn_1@3": {"a": 1.0, "b": 0.0},
+                                                    "single_turn_pass@3": {"a": 0.0, "b": 0.0}}}
+    second = {**run, "attempts": 3, "per_problem": {"multi_turn_1@3": {"a": 0.0, "b": 1.0},
+                                                     "single_turn_pass@3": {"a": 1.0, "b": 0.0}}}
+    pooled = pool_comparisons([first, second]).flat()
+    assert pooled["multi_turn_1@3"] == pytest.approx((0.25 + 0.75) / 2)
+    assert pooled["single_turn_pass@3"] == pytest.approx(0.75 / 2)
+    assert pooled["multi_turn_1@3_minus_single_turn_pass@3"] == pytest.approx((-0.5 + 0.75) / 2)
+    assert pooled["multi_turn_mean_turns"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="differ in temperature"):
+        pool_comparisons([first, {**second, "temperature": 1.0}])
