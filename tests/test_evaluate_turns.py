@@ -77,6 +77,10 @@ def test_multi_turn_beats_single_turn_only_when_the_feedback_is_read(tokenizer, 
     assert flat["multi_turn_mean_turns"] == pytest.approx((2 + 3) / 2)
     assert flat["random_feedback_mean_turns"] == pytest.approx(3.0)
     assert len(flat["multi_turn_1@3_ci"]) == 2
+    # Paired, problem by problem: add gains 1 over both other arms, the other problem 0.
+    assert comparison.per_problem["multi_turn_1@3"] == {problems[0].id: 1.0, problems[1].id: 0.0}
+    assert flat["multi_turn_1@3_minus_single_turn_pass@3"] == pytest.approx(0.5)
+    assert flat["multi_turn_1@3_minus_random_feedback_1@3"] == pytest.approx(0.5)
 
 
 def test_multi_turn_scores_average_episodes_per_problem(tokenizer, client, problems):
@@ -103,19 +107,9 @@ def test_evaluate_episodes_reports_one_at_k_over_turns(tokenizer, client, proble
     assert "1@2 (95% CI)" in markdown_table(result)
 
 
-def test_paired_differences_and_pooling_runs(tokenizer, client, problems):
+def test_pooling_runs_weights_each_problem_by_attempts():
     from rltf_jax.evaluate_turns import pool_comparisons
 
-    def reads_feedback(prompt):
-        return RIGHT if "Your output: -56" in prompt else WRONG
-
-    comparison = compare_turns(TextReplies(tokenizer, reads_feedback), tokenizer, client, problems,
-                               budget=3, attempts=1, params=PARAMS, rng=jax.random.key(0))
-    flat = comparison.flat()
-    assert comparison.per_problem["multi_turn_1@3"] == {problems[0].id: 1.0, problems[1].id: 0.0}
-    assert flat["multi_turn_1@3_minus_single_turn_pass@3"] == pytest.approx(0.5)
-    assert flat["multi_turn_1@3_minus_random_feedback_1@3"] == pytest.approx(0.5)
-    # Two runs (1 and 3 attempts) pool per problem, weighted by attempts.
     run = {"budget": 3, "dataset": "d", "model": "m", "temperature": 0.2, "top_p": 0.95,
            "max_new_tokens": 64, "multi_turn_mean_turns": 2.0, "random_feedback_mean_turns": 3.0}
     first = {**run, "attempts": 1, "per_problem": {"multi_turn_1@3": {"a": 1.0, "b": 0.0},
