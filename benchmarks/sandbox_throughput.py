@@ -136,6 +136,9 @@ def main() -> None:
     report["min_throughput_ratio"] = min(ratios)
     report["min_batched_throughput_ratio"] = min(
         w["batched_throughput_ratio"] for w in report["workloads"].values())
+    # The trainer's case: real HumanEval programs through execute_batch. CPU-bound programs cannot
+    # reach 5x under any harness (their own compute is most of the baseline's time per program).
+    report["humaneval_batched_throughput_ratio"] = report["workloads"]["humaneval"]["batched_throughput_ratio"]
     report["target_ratio"] = 5.0
     report["trivial_p99_ms_under_load"] = report["trivial_under_load"]["p99_ms"]
     report["target_p99_ms"] = 100.0

@@ -213,7 +213,7 @@ class Sampler:
     def __init__(self, loaded, *, mesh=None, dtype: str | None = None, cache_dtype=None,
                  eos_token_ids: Sequence[int] | None = None, min_prompt_bucket: int = 16,
                  min_new_bucket: int = 16, segment_tokens: int = 64, max_segments: int | None = None,
-                 segment_min_slots: int = SEGMENT_MIN_SLOTS):
+                 segment_min_slots: int = SEGMENT_MIN_SLOTS, max_cache_bytes: int | None = 2 << 30):
         """loaded: a LoadedModel; mesh: run sharded (params per their logical axes, rows over
         ("data", "fsdp")); dtype: weights and activations of generation, e.g. "bfloat16" (default: the
         model's compute dtype; floating weights are cast on every `set_weights`); cache_dtype: KV-cache
@@ -223,7 +223,10 @@ class Sampler:
         segment_min_slots: caches of at least segment_min_slots slots (batch x (prompt + new)) are
         split into a prompt buffer and up to max_segments decode buffers of >= segment_tokens slots
         (`decode_segments`; max_segments=0: never; None: 2 on the CPU backend, where it was
-        measured, else 0)."""
+        measured, else 0); max_cache_bytes: the KV cache one compiled call may hold: a request
+        needing more is generated in row chunks of one bucket (None: no bound; an evaluation of
+        57 problems x 9 samples in one call needed a 24 GB cache)."""
+        self.max_cache_bytes = max_cache_bytes
         self.tokenizer = loaded.tokenizer
         if self.tokenizer is None:
             raise ValueError(f"model {loaded.name!r} has no tokenizer; the sampler needs one")
@@ -324,14 +327,38 @@ class Sampler:
         rows = self._tokenize(prompts) if prompt_ids is None else [[int(t) for t in r] for r in prompt_ids]
         if min(len(r) for r in rows) == 0:
             raise ValueError("empty prompt after tokenization")
-        n_rows = len(rows)
-        b = bucket_size(n_rows, 1)
-        b += -b % self._batch_multiple()
         p = bucket_size(max(len(r) for r in rows), self.min_prompt_bucket)
         n = bucket_size(params.max_new_tokens, self.min_new_bucket)
         if p + n > self.config.max_position_embeddings:
             log.warning("prompt bucket %d + new-token bucket %d exceeds max_position_embeddings %d",
                         p, n, self.config.max_position_embeddings)
+        chunk = self.max_rows(p + n)
+        if len(rows) <= chunk:
+            return self._generate_rows(rows, p, n, params, rng, row_offset)
+        parts = [self._generate_rows(rows[i:i + chunk], p, n, params, rng, row_offset + i, batch=chunk)
+                 for i in range(0, len(rows), chunk)]
+        return Rollout(*(np.concatenate(arrays) for arrays in list(zip(*parts))[:5]),
+                       [text for part in parts for text in part.texts])
+
+    def max_rows(self, slots_per_row: int) -> int:
+        """Rows one call generates at most with `slots_per_row` cache slots each (prompt bucket +
+        new-token bucket) under max_cache_bytes: a power of two (one batch bucket for every
+        chunk), a multiple of the mesh's data-parallel size, at least that size."""
+        if self.max_cache_bytes is None:
+            return 1 << 62
+        c = self.config
+        row_bytes = slots_per_row * c.num_layers * 2 * c.num_kv_heads * c.head_dim * jnp.dtype(
+            self.cache_dtype).itemsize
+        rows = 1 << max(0, (self.max_cache_bytes // row_bytes).bit_length() - 1)
+        return max(rows - rows % self._batch_multiple(), self._batch_multiple())
+
+    def _generate_rows(self, rows: list[list[int]], p: int, n: int, params: SamplingParams, rng,
+                       row_offset: int, batch: int = 1) -> Rollout:
+        """One compiled call: token id rows left-padded to the prompt bucket p, n new-token slots,
+        a batch bucket of at least `batch` rows."""
+        n_rows = len(rows)
+        b = bucket_size(max(n_rows, batch), 1)
+        b += -b % self._batch_multiple()
         tokens = np.full((b, p), self.pad_id, np.int32)
         mask = np.zeros((b, p), bool)
         for i, r in enumerate(rows):

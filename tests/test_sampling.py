@@ -200,3 +200,22 @@ def test_segmented_decode_cache_samples_what_one_cache_buffer_does(tiny, greedy)
     np.testing.assert_array_equal(c.response_mask, d.response_mask)
     np.testing.assert_array_equal(c.response_tokens, d.response_tokens)
     assert d.response_mask[0].sum() <= 3
+
+
+def test_requests_past_the_cache_bound_run_in_row_chunks_and_sample_the_same(tiny):
+    """max_cache_bytes splits a big request into chunks of one batch bucket; every row keeps its
+    own key (row_offset), so the result is the one-call result (an evaluation of 513 rows once
+    needed a 24 GB cache)."""
+    prompts = [PROMPTS[i % 2] + " " * (i % 3) for i in range(7)]
+    params = SamplingParams(max_new_tokens=6, temperature=0.8)
+    whole = Sampler(tiny).generate(prompts, params, jax.random.key(3))
+    c = tiny.config
+    row_bytes = (16 + 16) * c.num_layers * 2 * c.num_kv_heads * c.head_dim * 4  # f32 cache
+    bounded = Sampler(tiny, max_cache_bytes=3 * row_bytes)
+    assert bounded.max_rows(32) == 2
+    parts = bounded.generate(prompts, params, jax.random.key(3))
+    assert {key[0] for key in bounded.compiled_buckets} == {2}  # chunks of 2, 2, 2 and 1 -> bucket 2
+    for name in ("prompt_tokens", "prompt_mask", "response_tokens", "response_mask"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(parts, name), err_msg=name)
+    np.testing.assert_allclose(whole.response_logprobs, parts.response_logprobs, atol=1e-5)
+    assert whole.texts == parts.texts
