@@ -131,6 +131,7 @@ class Cgroup:
 
     def __init__(self, path: str | None):
         self.path = path
+        self._oom_fd: int | None = None  # memory.oom_control, opened on first read
 
     def set_memory_limit(self, limit_bytes: int) -> None:
         if self.path and limit_bytes != getattr(self, "_limit", None):
@@ -147,7 +148,7 @@ class Cgroup:
         if not self.path:
             return 0
         try:
-            if getattr(self, "_oom_fd", None) is None:
+            if self._oom_fd is None:
                 self._oom_fd = os.open(os.path.join(self.path, "memory.oom_control"),
                                        os.O_RDONLY | os.O_CLOEXEC)
             data = os.pread(self._oom_fd, 4096, 0)
