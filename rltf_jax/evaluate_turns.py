@@ -166,6 +166,9 @@ def pool_comparisons(runs: Sequence[dict]) -> TurnComparison:
         differing = [key for key in keys if run.get(key) != runs[0].get(key)]
         if differing:
             raise ValueError(f"runs differ in {', '.join(differing)}: not the same evaluation")
+    seeds = [run.get("seed") for run in runs if run.get("seed") is not None]
+    if len(seeds) != len(set(seeds)):
+        raise ValueError(f"runs share a seed ({seeds}): they hold the same draws, not new ones")
     if any("per_problem" not in run for run in runs):
         raise ValueError("a run has no per_problem scores (written before they were recorded)")
     sums: dict = collections.defaultdict(lambda: collections.defaultdict(float))

@@ -123,3 +123,5 @@ def test_pooling_runs_weights_each_problem_by_attempts():
     assert pooled["multi_turn_mean_turns"] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="differ in temperature"):
         pool_comparisons([first, {**second, "temperature": 1.0}])
+    with pytest.raises(ValueError, match="share a seed"):
+        pool_comparisons([{**first, "seed": 0}, {**second, "seed": 0}])
