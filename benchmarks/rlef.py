@@ -53,6 +53,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _ratio(flat: dict, k: int) -> float | None:
+    """Multi-turn 1@k over single-turn pass@k (None when the latter is 0)."""
+    single = flat[f"single_turn_pass@{k}"]
+    return flat[f"multi_turn_1@{k}"] / single if single else None
+
+
 def pooled(paths: list[str]) -> dict:
     """One result line from the last line of each file (runs of one policy with other seeds)."""
     runs = []
@@ -65,14 +71,12 @@ def pooled(paths: list[str]) -> dict:
     comparison = pool_comparisons(runs)
     flat = comparison.flat()
     k = comparison.budget
-    single = flat[f"single_turn_pass@{k}"]
     first = runs[0]
     return {"benchmark": "rlef", **{key: first[key] for key in ("model", "trained", "dataset", "budget",
                                                                   "max_new_tokens", "temperature", "top_p")},
             "problems": len(comparison.per_problem[f"multi_turn_1@{k}"]),
             "attempts": sum(run["attempts"] for run in runs), "pooled_from": paths,
-            "seeds": [run.get("seed") for run in runs], **flat,
-            "ratio": flat[f"multi_turn_1@{k}"] / single if single else None,
+            "seeds": [run.get("seed") for run in runs], **flat, "ratio": _ratio(flat, k),
             "per_problem": comparison.per_problem}
 
 
@@ -98,13 +102,12 @@ def main(argv=None) -> dict:
                                    config=config, random_feedback=not args.no_random_feedback)
     flat = comparison.flat()
     k = args.budget
-    single = flat[f"single_turn_pass@{k}"]
     result = {"benchmark": "rlef", "model": args.checkpoint or args.model,
               "trained": bool(args.checkpoint), "dataset": args.dataset, "problems": len(problems),
               "budget": k, "attempts": args.attempts, "max_new_tokens": args.max_new_tokens,
               "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed, **flat,
-              "ratio": flat[f"multi_turn_1@{k}"] / single if single else None,
-              "wall_s": round(time.perf_counter() - start, 1), "per_problem": comparison.per_problem}
+              "ratio": _ratio(flat, k), "wall_s": round(time.perf_counter() - start, 1),
+              "per_problem": comparison.per_problem}
     print(json.dumps(result))
     return result
 

@@ -116,6 +116,21 @@ class TurnComparison:
     # arm name -> {problem id: that problem's score}; what `paired` and pooling across runs use
     per_problem: dict = dataclasses.field(default_factory=dict)
 
+    @classmethod
+    def from_per_problem(cls, budget: int, per_problem: dict, multi_mean_turns: float | None,
+                         random_mean_turns: float | None, multi_metrics: dict | None = None):
+        """Arm summaries (mean, bootstrap CI) from {arm name: {problem id: score}}."""
+        k = budget
+
+        def arm(name):
+            return summarize(list(per_problem[name].values())) if name in per_problem else None
+
+        return cls(budget=k, single_pass_at_k=arm(f"single_turn_pass@{k}"),
+                   single_one_at_k=arm(f"single_turn_1@{k}"), single_pass_at_1=arm("single_turn_pass@1"),
+                   multi_one_at_k=arm(f"multi_turn_1@{k}"), multi_mean_turns=multi_mean_turns,
+                   random_one_at_k=arm(f"random_feedback_1@{k}"), random_mean_turns=random_mean_turns,
+                   multi_metrics=multi_metrics or {}, per_problem=per_problem)
+
     def paired(self) -> dict[str, dict]:
         """Multi-turn 1@k minus each other arm, problem by problem (the problems both arms scored),
         with a bootstrap CI over problems: tighter than comparing two independent CIs."""
@@ -187,12 +202,8 @@ def pool_comparisons(runs: Sequence[dict]) -> TurnComparison:
             return None
         return sum(run["attempts"] * run[name] for run in runs) / total
 
-    arm = lambda name: summarize(list(per_problem[name].values())) if name in per_problem else None
-    return TurnComparison(
-        budget=k, single_pass_at_k=arm(f"single_turn_pass@{k}"), single_one_at_k=arm(f"single_turn_1@{k}"),
-        single_pass_at_1=arm("single_turn_pass@1"), multi_one_at_k=arm(f"multi_turn_1@{k}"),
-        multi_mean_turns=turns("multi_turn_mean_turns"), random_one_at_k=arm(f"random_feedback_1@{k}"),
-        random_mean_turns=turns("random_feedback_mean_turns"), per_problem=per_problem)
+    return TurnComparison.from_per_problem(k, per_problem, turns("multi_turn_mean_turns"),
+                                           turns("random_feedback_mean_turns"))
 
 
 def compare_turns(source, tokenizer, client, problems, *, budget: int, attempts: int, params, rng,
@@ -219,21 +230,16 @@ def compare_turns(source, tokenizer, client, problems, *, budget: int, attempts:
                    f"single_turn_1@{k}": dict(zip(single_scores["ids"], single_scores["one_at_k"])),
                    "single_turn_pass@1": dict(zip(single_scores["ids"], single_scores["pass_at_1"])),
                    f"multi_turn_1@{k}": dict(zip(multi_scores["ids"], multi_scores["per_problem"]))}
-    random_one, random_turns = None, None
+    random_turns = None
     if random_feedback:
         shuffled = run_episodes(source, tokenizer, client, problems, samples_per_problem=attempts,
                                 params=params, rng=keys[1],
                                 config=dataclasses.replace(multi_config, feedback_mode="random"))
         random_scores = multi_turn_scores(shuffled)
-        random_one, random_turns = summarize(random_scores["per_problem"]), random_scores["mean_turns"]
+        random_turns = random_scores["mean_turns"]
         per_problem[f"random_feedback_1@{k}"] = dict(zip(random_scores["ids"], random_scores["per_problem"]))
-    return TurnComparison(
-        budget=budget, single_pass_at_k=summarize(single_scores["pass_at_k"]),
-        single_one_at_k=summarize(single_scores["one_at_k"]),
-        single_pass_at_1=summarize(single_scores["pass_at_1"]),
-        multi_one_at_k=summarize(multi_scores["per_problem"]), multi_mean_turns=multi_scores["mean_turns"],
-        random_one_at_k=random_one, random_mean_turns=random_turns, multi_metrics=episode_metrics(multi),
-        per_problem=per_problem)
+    return TurnComparison.from_per_problem(budget, per_problem, multi_scores["mean_turns"], random_turns,
+                                           multi_metrics=episode_metrics(multi))
 
 
 def evaluate_episodes(source, tokenizer, client, problems, *, turns: int, num_samples: int,
