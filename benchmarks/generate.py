@@ -48,18 +48,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def chat_prompts(tokenizer, batch: int) -> list[str]:
-    return [tokenizer.apply_chat_template([{"role": "user", "content": REQUESTS[i % len(REQUESTS)]}],
+def chat_prompts(tokenizer, batch: int, distinct: bool = False) -> list[str]:
+    """The 8 requests cycled to `batch` rows (rows 8 apart share a prompt, as n samples per problem do;
+    the JAX sampler then prefills each prompt once); distinct: row i's request is numbered "i. ",
+    so no two rows share a prompt."""
+    def request(i):
+        return (f"{i + 1}. " if distinct else "") + REQUESTS[i % len(REQUESTS)]
+    return [tokenizer.apply_chat_template([{"role": "user", "content": request(i)}],
                                           tokenize=False, add_generation_prompt=True) for i in range(batch)]
 
 
-def bench_jax(dtype: str, batches, new_tokens: int, out: dict) -> None:
+def bench_jax(dtype: str, batches, new_tokens: int, out: dict, distinct: bool) -> None:
     loaded = load_model("smollm2-135m-instruct", dtype=dtype, param_dtype=dtype)
     sampler = Sampler(loaded, cache_dtype=loaded.config.compute_dtype, eos_token_ids=())
     params = SamplingParams(new_tokens, greedy=True)
     tag = "f32" if dtype == "float32" else "bf16"
     for b in batches:
-        prompts = chat_prompts(loaded.tokenizer, b)
+        prompts = chat_prompts(loaded.tokenizer, b, distinct)
         start = time.perf_counter()
         sampler.generate(prompts, params, jax.random.key(0))
         first = time.perf_counter() - start
@@ -108,7 +113,7 @@ def bench_floor(dtype: str, batches, new_tokens: int, out: dict) -> None:
         out[b][f"floor_{tag}"] = b * new_tokens / (time.perf_counter() - start)
 
 
-def bench_hf(dtype: str, batches, new_tokens: int, out: dict) -> None:
+def bench_hf(dtype: str, batches, new_tokens: int, out: dict, distinct: bool) -> None:
     import torch
     import transformers
 
@@ -122,7 +127,7 @@ def bench_hf(dtype: str, batches, new_tokens: int, out: dict) -> None:
     model = model.to(device=device, dtype=torch.float32 if dtype == "float32" else torch.bfloat16).eval()
     tag = "f32" if dtype == "float32" else "bf16"
     for b in batches:
-        enc = tok(chat_prompts(tok, b), return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        enc = tok(chat_prompts(tok, b, distinct), return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                       pad_token_id=tok.pad_token_id)
         with torch.inference_mode():
@@ -141,6 +146,8 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8,64")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--skip-hf", action="store_true")
+    parser.add_argument("--distinct-prompts", action="store_true",
+                        help="no two rows share a prompt (default: 8 requests cycled to the batch)")
     args = parser.parse_args()
     import torch
 
@@ -149,14 +156,15 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     out = {b: {} for b in batches}
     for dtype in ("float32", "bfloat16"):
-        bench_jax(dtype, batches, args.new_tokens, out)
+        bench_jax(dtype, batches, args.new_tokens, out, args.distinct_prompts)
     rss_jax = peak_rss_mb()
     for dtype in ("float32", "bfloat16"):
         bench_floor(dtype, batches, args.new_tokens, out)
     if not args.skip_hf:
         for dtype in ("float32", "bfloat16"):
-            bench_hf(dtype, batches, args.new_tokens, out)
+            bench_hf(dtype, batches, args.new_tokens, out, args.distinct_prompts)
     result = {"benchmark": "generate", "model": "smollm2-135m-instruct", "new_tokens": args.new_tokens,
+              "distinct_prompts": args.distinct_prompts,
               "backend": jax.default_backend(), "threads": threads, "peak_rss_mb_after_jax": round(rss_jax),
               "peak_rss_mb_total": round(peak_rss_mb())}
     for b, r in out.items():

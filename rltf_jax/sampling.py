@@ -1,9 +1,11 @@
 """Sampler: jitted prefill + `lax.while_loop` decode over a preallocated KV cache; returns a Rollout.
 
-One jitted function per shape bucket (batch, prompt length, new tokens, each rounded up to a power of
-two) runs the whole generation on device: prefill of the left-padded prompts, then one token per
-loop step written in place into the cache, exiting early once every row has produced an EOS token
-(large caches: a prompt buffer plus decode segments, one loop each; see `_generate`).
+One jitted function per shape bucket (batch and new tokens rounded up to a power of two, prompt length
+to 2^k or 3 * 2^(k-1): `sampling_shapes`) runs the whole generation on device: prefill of the
+left-padded prompts, then one token per loop step written in place into the cache, exiting early once
+every row has produced an EOS token (large caches: a prompt buffer plus decode segments, one loop
+each; see `_generate`). Rows with identical prompt ids (RL's n samples per problem) share one
+prefill: each distinct prompt is prefilled once and its cache rows are copied to the rows that use it.
 The step runs the layers unrolled over per-layer weight and cache buffers (models/decode.py), which
 on XLA:CPU avoids copying every layer's weights and cache out of the stacked arrays at every token;
 training keeps the scanned CausalLM (same block code, same numerics). Tokens are drawn by
@@ -37,6 +39,7 @@ import numpy as np
 from flax import nnx
 
 from rltf_jax.models.decode import forward_unrolled, init_layer_cache, logits_unrolled, unstack_weights
+from rltf_jax.sampling_shapes import SEGMENT_MIN_SLOTS, bucket_size, decode_segments, prompt_bucket_size
 from rltf_jax.token_sampling import sample_tokens
 
 log = logging.getLogger(__name__)
@@ -79,11 +82,6 @@ class Rollout(NamedTuple):
     texts: list[str]               # decoded responses (special tokens skipped), cut at a stop string
 
 
-def bucket_size(n: int, minimum: int = 16) -> int:
-    """Smallest power of two >= max(n, minimum)."""
-    return max(minimum, 1 << max(0, int(n) - 1).bit_length())
-
-
 def fence_counts(tokenizer, vocab_size: int) -> np.ndarray:
     """[vocab_size] int32: how many ``` runs each token's text holds (ids past the tokenizer: 0)."""
     counts = np.zeros(vocab_size, np.int32)
@@ -94,10 +92,14 @@ def fence_counts(tokenizer, vocab_size: int) -> np.ndarray:
     return counts
 
 
-def _generate(config, weights, prompt_tokens, prompt_mask, row_active, row_ids, eos_ids, fence_table,
-              fence_limit, max_new, temperature, top_p, rng, *, new_bucket: int, greedy: bool, top_k: int, use_top_p: bool, pad_id: int,
-              cache_dtype, segments: int = 0):
-    """Prefill + decode on device. prompt_tokens/mask [B, P]; row_active [B] bool (False = batch padding);
+def _generate(config, weights, prompt_tokens, prompt_mask, prompt_rows, row_active, row_ids, eos_ids,
+              fence_table, fence_limit, max_new, temperature, top_p, rng, *, new_bucket: int, greedy: bool,
+              top_k: int, use_top_p: bool, pad_id: int, cache_dtype, segments: int = 0,
+              shared_prompts: bool = False):
+    """Prefill + decode on device. prompt_tokens/mask [U, P]: the distinct prompts; prompt_rows [B]
+    int32: the prompt of each row (with shared_prompts, U <= B prompts are prefilled once each and
+    their cache rows copied to every row that shares them: n samples per problem pay one prefill;
+    without, U = B and row r is prompt r); row_active [B] bool (False = batch padding);
     row_ids [B] int32: each row's global index; row r's token at step i is drawn with the key
     fold_in(split(rng)_i, row_ids[r]), so a row samples the same tokens whatever batch it is in;
     weights: models.decode.UnrolledWeights; fence_table [V] int32 (``` runs per token) and
@@ -105,20 +107,27 @@ def _generate(config, weights, prompt_tokens, prompt_mask, row_active, row_ids, 
 
     Returns (tokens [B, N] int32, logprobs [B, N] float32, mask [B, N] bool, steps [] int32).
     """
-    b, p = prompt_tokens.shape
+    u, p = prompt_tokens.shape
+    b = row_active.shape[0]
     positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0).astype(jnp.int32)
     prompt_len = prompt_mask.sum(axis=1).astype(jnp.int32)
     # segments == 0: one cache buffer for prompt and decode slots; else the prompt has its own (see below).
-    cache = init_layer_cache(config, b, p if segments else p + new_bucket, cache_dtype)
+    cache = init_layer_cache(config, u, p if segments else p + new_bucket, cache_dtype)
     hidden, cache = forward_unrolled(config, weights, prompt_tokens, positions, prompt_mask, cache,
                                      cache_is_empty=True)
+    hidden = hidden[:, -1]
+    if shared_prompts:  # [U, ...] -> [B, ...]: every row gets its prompt's cache rows and last hidden state
+        rows = lambda x: jnp.take(x, prompt_rows, axis=0)
+        cache = cache._replace(keys=tuple(map(rows, cache.keys)), values=tuple(map(rows, cache.values)),
+                               valid=rows(cache.valid))
+        hidden, prompt_len = rows(hidden), rows(prompt_len)
     def sample(logits, step_rng, temperature, top_p):
         keys = jax.vmap(lambda row: jax.random.fold_in(step_rng, row))(row_ids)
         return sample_tokens(logits, keys, temperature, top_p, greedy=greedy, top_k=top_k,
                              use_top_p=use_top_p)
 
     rng, step_rng = jax.random.split(rng)
-    tok, lp = sample(logits_unrolled(weights, hidden[:, -1]), step_rng, temperature, top_p)
+    tok, lp = sample(logits_unrolled(weights, hidden), step_rng, temperature, top_p)
     out_tokens = jnp.full((b, new_bucket), pad_id, jnp.int32).at[:, 0].set(tok)
     out_lp = jnp.zeros((b, new_bucket), jnp.float32).at[:, 0].set(lp)
     out_mask = jnp.zeros((b, new_bucket), bool).at[:, 0].set(row_active)
@@ -172,23 +181,6 @@ def _generate(config, weights, prompt_tokens, prompt_mask, row_active, row_ids, 
     return out_tokens, out_lp, out_mask, steps + 1
 
 
-# Cache slots (batch x (prompt + decode)) from which a separate prompt buffer and decode segments
-# pay for their extra dots. Measured on the 2-core CPU (SmolLM2-135M, bf16, 128 new tokens): batch
-# 64 x 192 slots +10-13% tok/s, batch 8 x 1152 (a 945-token prompt) +10%, batch 32 x 192 -3%,
-# batch 8 x 192 even.
-SEGMENT_MIN_SLOTS = 8192
-
-
-def decode_segments(batch: int, prompt_bucket: int, new_bucket: int, segment_tokens: int,
-                    max_segments: int, min_slots: int = SEGMENT_MIN_SLOTS) -> int:
-    """0 (one cache buffer for prompt and decode) for small caches; else how many decode segments:
-    one per `segment_tokens` slots, at most `max_segments` (each adds a copy of the decoder to the
-    compiled program)."""
-    if max_segments < 1 or batch * (prompt_bucket + new_bucket) < min_slots:
-        return 0
-    return max(1, min(max_segments, new_bucket // max(segment_tokens, 1)))
-
-
 def process_local(tree):
     """Multi-process runs: arrays that span other processes' devices -> this process's full copy
     (a replicated array's local shard; a sharded one gathered, a collective every process joins).
@@ -213,7 +205,8 @@ class Sampler:
     def __init__(self, loaded, *, mesh=None, dtype: str | None = None, cache_dtype=None,
                  eos_token_ids: Sequence[int] | None = None, min_prompt_bucket: int = 16,
                  min_new_bucket: int = 16, segment_tokens: int = 64, max_segments: int | None = None,
-                 segment_min_slots: int = SEGMENT_MIN_SLOTS, max_cache_bytes: int | None = 2 << 30):
+                 segment_min_slots: int = SEGMENT_MIN_SLOTS, max_cache_bytes: int | None = 2 << 30,
+                 share_prompt_prefill: bool = True):
         """loaded: a LoadedModel; mesh: run sharded (params per their logical axes, rows over
         ("data", "fsdp")); dtype: weights and activations of generation, e.g. "bfloat16" (default: the
         model's compute dtype; floating weights are cast on every `set_weights`); cache_dtype: KV-cache
@@ -225,8 +218,11 @@ class Sampler:
         (`decode_segments`; max_segments=0: never; None: 2 on the CPU backend, where it was
         measured, else 0); max_cache_bytes: the KV cache one compiled call may hold: a request
         needing more is generated in row chunks of one bucket (None: no bound; an evaluation of
-        57 problems x 9 samples in one call needed a 24 GB cache)."""
+        57 problems x 9 samples in one call needed a 24 GB cache); share_prompt_prefill: rows with
+        identical prompt ids (n samples of one problem) share one prefill, whose cache rows are
+        copied to each of them (same tokens and log-probabilities as prefilling every row)."""
         self.max_cache_bytes = max_cache_bytes
+        self.share_prompt_prefill = share_prompt_prefill
         self.tokenizer = loaded.tokenizer
         if self.tokenizer is None:
             raise ValueError(f"model {loaded.name!r} has no tokenizer; the sampler needs one")
@@ -294,8 +290,8 @@ class Sampler:
 
     def _jit(self, key):
         if key not in self._jitted:
-            b, p, n, greedy, top_k, use_top_p = key
-            fn = functools.partial(_generate, new_bucket=n, greedy=greedy, top_k=top_k,
+            b, u, p, n, greedy, top_k, use_top_p = key
+            fn = functools.partial(_generate, new_bucket=n, greedy=greedy, top_k=top_k, shared_prompts=u < b,
                                    use_top_p=use_top_p, pad_id=self.pad_id, cache_dtype=self.cache_dtype,
                                    segments=decode_segments(b, p, n, self.segment_tokens, self.max_segments,
                                                            self.segment_min_slots))
@@ -306,7 +302,7 @@ class Sampler:
                 rep = NamedSharding(self.mesh, PartitionSpec())
                 rows = NamedSharding(self.mesh, PartitionSpec(("data", "fsdp")))
                 kwargs = dict(in_shardings=(self._weight_shardings, self._batch_sharding, self._batch_sharding,
-                                            rows, rows, rep, rep, rep, rep, rep, rep, rep),
+                                            rows, rows, rows, rep, rep, rep, rep, rep, rep, rep),
                               out_shardings=(self._batch_sharding, self._batch_sharding,
                                              self._batch_sharding, rep))
             self._jitted[key] = jax.jit(functools.partial(fn, self.config), **kwargs)
@@ -327,7 +323,7 @@ class Sampler:
         rows = self._tokenize(prompts) if prompt_ids is None else [[int(t) for t in r] for r in prompt_ids]
         if min(len(r) for r in rows) == 0:
             raise ValueError("empty prompt after tokenization")
-        p = bucket_size(max(len(r) for r in rows), self.min_prompt_bucket)
+        p = prompt_bucket_size(max(len(r) for r in rows), self.min_prompt_bucket)
         n = bucket_size(params.max_new_tokens, self.min_new_bucket)
         if p + n > self.config.max_position_embeddings:
             log.warning("prompt bucket %d + new-token bucket %d exceeds max_position_embeddings %d",
@@ -357,17 +353,20 @@ class Sampler:
         """One compiled call: token id rows left-padded to the prompt bucket p, n new-token slots,
         a batch bucket of at least `batch` rows."""
         n_rows = len(rows)
-        b = bucket_size(max(n_rows, batch), 1)
-        b += -b % self._batch_multiple()
-        tokens = np.full((b, p), self.pad_id, np.int32)
-        mask = np.zeros((b, p), bool)
-        for i, r in enumerate(rows):
-            tokens[i, p - len(r):] = r
-            mask[i, p - len(r):] = True
+        b = self._rows_bucket(max(n_rows, batch))
+        tokens, mask = self._left_pad(rows, b, p)
         active = np.arange(b) < n_rows
         row_ids = (np.arange(b) + row_offset).astype(np.int32)
+        prompt_tokens, prompt_mask, prompt_rows = tokens, mask, np.arange(b, dtype=np.int32)
+        if self.share_prompt_prefill:
+            first = {}  # prompt ids -> index among the distinct prompts
+            prompt_rows[:n_rows] = [first.setdefault(tuple(r), len(first)) for r in rows]
+            u = self._rows_bucket(len(first))
+            if u < b:
+                prompt_rows[n_rows:] = 0
+                prompt_tokens, prompt_mask = self._left_pad([list(r) for r in first], u, p)
         use_top_p = params.top_p < 1.0 and not params.greedy
-        key = (b, p, n, params.greedy, 0 if params.greedy else params.top_k, use_top_p)
+        key = (b, prompt_tokens.shape[0], p, n, params.greedy, 0 if params.greedy else params.top_k, use_top_p)
         fn = self._jit(key)
         start = time.perf_counter()
         if params.stop_after_code_block and self._fence_table is None:
@@ -375,14 +374,15 @@ class Sampler:
         fence_table = self._fence_table if self._fence_table is not None else \
             np.zeros(self.config.vocab_size, np.int32)
         fence_limit = np.int32(2 if params.stop_after_code_block else 0)
-        out = fn(self.weights, tokens, mask, active, row_ids, self.eos_ids, fence_table, fence_limit,
+        out = fn(self.weights, prompt_tokens, prompt_mask, prompt_rows, active, row_ids, self.eos_ids,
+                 fence_table, fence_limit,
                  np.int32(params.max_new_tokens),
                  np.float32(params.temperature), np.float32(params.top_p), rng)
         out_tokens, out_lp, out_mask, _ = jax.device_get(out)
         if key not in self.compiled_buckets:
             self.compiled_buckets[key] = time.perf_counter() - start
-            log.info("sampler: compiled bucket batch=%d prompt=%d new=%d greedy=%s top_k=%d top_p=%s "
-                     "(%.1fs incl. first run; %d buckets so far)", *key, self.compiled_buckets[key],
+            log.info("sampler: compiled bucket batch=%d prompts=%d prompt=%d new=%d greedy=%s top_k=%d "
+                     "top_p=%s (%.1fs incl. first run; %d buckets so far)", *key, self.compiled_buckets[key],
                      len(self.compiled_buckets))
         m = params.max_new_tokens
         out_tokens = np.array(out_tokens[:n_rows, :m], np.int32)
@@ -396,6 +396,20 @@ class Sampler:
         out_tokens = np.where(out_mask, out_tokens, self.pad_id).astype(np.int32)
         out_lp = np.where(out_mask, out_lp, 0.0).astype(np.float32)
         return Rollout(tokens[:n_rows], mask[:n_rows], out_tokens, out_lp, out_mask, texts)
+
+    def _rows_bucket(self, n: int) -> int:
+        """Batch bucket for n rows: a power of two, a multiple of the mesh's data-parallel size."""
+        b = bucket_size(n, 1)
+        return b + -b % self._batch_multiple()
+
+    def _left_pad(self, rows: Sequence[Sequence[int]], b: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+        """Token id rows -> (tokens [b, p] int32 left-padded with pad_id, mask [b, p] bool)."""
+        tokens = np.full((b, p), self.pad_id, np.int32)
+        mask = np.zeros((b, p), bool)
+        for i, r in enumerate(rows):
+            tokens[i, p - len(r):] = r
+            mask[i, p - len(r):] = True
+        return tokens, mask
 
     def _decode(self, tokens) -> str:
         return self.tokenizer.decode(list(tokens), skip_special_tokens=True)

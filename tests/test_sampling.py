@@ -7,7 +7,8 @@ import pytest
 from flax import nnx
 
 from rltf_jax.models import load_model
-from rltf_jax.sampling import Rollout, Sampler, SamplingParams, bucket_size, decode_segments, sample_tokens
+from rltf_jax.sampling import (Rollout, Sampler, SamplingParams, bucket_size, decode_segments, prompt_bucket_size,
+                               sample_tokens)
 
 PROMPTS = ["def add(a, b):", "Write a haiku about unit tests and the joy they bring"]
 
@@ -137,6 +138,7 @@ def test_top_p_samples_only_the_nucleus_and_renormalises():
 def test_bucket_sizes_and_bad_params():
     assert [bucket_size(n) for n in (1, 16, 17, 100)] == [16, 16, 32, 128]
     assert bucket_size(3, 1) == 4
+    assert [prompt_bucket_size(n) for n in (1, 17, 25, 45, 49, 100, 945)] == [16, 24, 32, 48, 64, 128, 1024]
     with pytest.raises(ValueError, match="temperature"):
         SamplingParams(4, temperature=0.0)
     with pytest.raises(ValueError, match="max_new_tokens"):
@@ -219,3 +221,25 @@ def test_requests_past_the_cache_bound_run_in_row_chunks_and_sample_the_same(tin
         np.testing.assert_array_equal(getattr(whole, name), getattr(parts, name), err_msg=name)
     np.testing.assert_allclose(whole.response_logprobs, parts.response_logprobs, atol=1e-5)
     assert whole.texts == parts.texts
+
+
+@pytest.mark.parametrize("segmented", [False, True])
+def test_rows_sharing_a_prompt_share_one_prefill_and_sample_what_separate_prefills_do(tiny, segmented):
+    """n samples of one problem: identical prompt ids are prefilled once and their cache rows copied
+    to every row; tokens, masks and log-probabilities are those of prefilling each row itself, and
+    rows of one prompt still draw their own tokens."""
+    kw = {"segment_tokens": 8, "max_segments": 2, "segment_min_slots": 0} if segmented else {}
+    prompts = [PROMPTS[0], PROMPTS[1], PROMPTS[0], PROMPTS[0], PROMPTS[1]]
+    params = SamplingParams(max_new_tokens=12, temperature=0.9)
+    shared, apart = Sampler(tiny, **kw), Sampler(tiny, share_prompt_prefill=False, **kw)
+    a = apart.generate(prompts, params, jax.random.key(7))
+    b = shared.generate(prompts, params, jax.random.key(7))
+    assert [key[:2] for key in apart.compiled_buckets] == [(8, 8)]
+    assert [key[:2] for key in shared.compiled_buckets] == [(8, 2)]  # 8 rows, 2 prompts prefilled
+    for name in ("prompt_tokens", "prompt_mask", "response_tokens", "response_mask"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    np.testing.assert_allclose(a.response_logprobs, b.response_logprobs, atol=1e-5)
+    assert a.texts == b.texts
+    assert len({tuple(b.response_tokens[i]) for i in (0, 2, 3)}) > 1
+    ref = _teacher_forced_logprobs(tiny, b, 3, temperature=0.9)
+    np.testing.assert_allclose(b.response_logprobs[3][b.response_mask[3]], ref, atol=1e-4)
