@@ -364,7 +364,7 @@ class Sampler:
             u = self._rows_bucket(len(first))
             if u < b:
                 prompt_rows[n_rows:] = 0
-                prompt_tokens, prompt_mask = self._left_pad([list(r) for r in first], u, p)
+                prompt_tokens, prompt_mask = self._left_pad(list(first), u, p)
         use_top_p = params.top_p < 1.0 and not params.greedy
         key = (b, prompt_tokens.shape[0], p, n, params.greedy, 0 if params.greedy else params.top_k, use_top_p)
         fn = self._jit(key)
