@@ -7,6 +7,8 @@ sides taking turns call by call (so a slow spell of the machine falls on all of 
   * hf_f32 / hf_bf16: transformers AutoModelForCausalLM.generate in torch float32 / bfloat16;
   * jax_f32 / jax_bf16: rltf_jax.sampling.Sampler with params, activations and KV cache in that dtype
     (after a first call, whose extra time is reported as compile time);
+  * with --xla-attention-sides, also jax_xla_f32 / jax_xla_bf16: the sampler with XLA's decode
+    attention instead of the fused CPU kernel (kernels/decode_attention.cc) that "auto" picks here;
   * floor_f32 / floor_bf16: a jitted loop of 128 steps doing only the model's weight matmuls
     (q, k, v, o, gate, up, down per layer and the vocab projection) at that batch: what no decoder
     can beat on this hardware.
@@ -63,9 +65,10 @@ def chat_prompts(tokenizer, batch: int, distinct: bool = False) -> list[str]:
                                           tokenize=False, add_generation_prompt=True) for i in range(batch)]
 
 
-def jax_calls(loaded, batches, new_tokens: int, distinct: bool) -> dict:
+def jax_calls(loaded, batches, new_tokens: int, distinct: bool, decode_attention: str = "auto") -> dict:
     """{batch: one forced-length greedy `generate` call of the JAX sampler}."""
-    sampler = Sampler(loaded, cache_dtype=loaded.config.compute_dtype, eos_token_ids=())
+    sampler = Sampler(loaded, cache_dtype=loaded.config.compute_dtype, eos_token_ids=(),
+                      decode_attention=decode_attention)
     params = SamplingParams(new_tokens, greedy=True)
 
     def call(prompts):
@@ -157,6 +160,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (median)")
+    parser.add_argument("--xla-attention-sides", action="store_true",
+                        help="also time the sampler with decode_attention='xla' (A/B of the fused kernel)")
     parser.add_argument("--distinct-prompts", action="store_true",
                         help="no two rows share a prompt (default: 8 requests cycled to the batch)")
     args = parser.parse_args()
@@ -171,6 +176,9 @@ def main() -> None:
         models[tag] = load_model("smollm2-135m-instruct", dtype=dtype, param_dtype=dtype)
         calls[f"jax_{tag}"] = jax_calls(models[tag], batches, args.new_tokens, args.distinct_prompts)
         first[f"jax_{tag}"] = {b: seconds(calls[f"jax_{tag}"][b]) for b in batches}  # compiles
+        if args.xla_attention_sides:
+            calls[f"jax_xla_{tag}"] = jax_calls(models[tag], batches, args.new_tokens, args.distinct_prompts, "xla")
+            first[f"jax_xla_{tag}"] = {b: seconds(calls[f"jax_xla_{tag}"][b]) for b in batches}
     rss_jax = peak_rss_mb()  # both models and samplers, every bucket compiled and run
     for tag in ("f32", "bf16"):
         calls[f"floor_{tag}"] = floor_calls(models[tag], batches, args.new_tokens)
@@ -190,6 +198,7 @@ def main() -> None:
     result = {"benchmark": "generate", "model": "smollm2-135m-instruct", "new_tokens": args.new_tokens,
               "distinct_prompts": args.distinct_prompts,
               "repeats": args.repeats,
+              "decode_attention": "fused" if Sampler(models["f32"], eos_token_ids=()).fused_attention else "xla",
               "backend": jax.default_backend(), "threads": threads, "peak_rss_mb_after_jax": round(rss_jax),
               "peak_rss_mb_total": round(peak_rss_mb())}
     for b, r in out.items():
@@ -198,6 +207,9 @@ def main() -> None:
         row["jax_f32_vs_floor_f32"] = round(r["jax_f32"] / r["floor_f32"], 3)
         row["jax_bf16_vs_floor_bf16"] = round(r["jax_bf16"] / r["floor_bf16"], 3)
         row["best_jax_vs_best_floor"] = round(best_jax / max(r["floor_f32"], r["floor_bf16"]), 3)
+        if args.xla_attention_sides:
+            row["jax_f32_vs_jax_xla_f32"] = round(r["jax_f32"] / r["jax_xla_f32"], 3)
+            row["jax_bf16_vs_jax_xla_bf16"] = round(r["jax_bf16"] / r["jax_xla_bf16"], 3)
         if not args.skip_hf:
             best_hf = max(r["hf_f32"], r["hf_bf16"])
             row["jax_f32_vs_hf_f32"] = round(r["jax_f32"] / r["hf_f32"], 3)

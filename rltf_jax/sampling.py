@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rltf_jax.kernels.decode_attention import available as fused_kernel_available
 from rltf_jax.models.decode import forward_unrolled, init_layer_cache, logits_unrolled, unstack_weights
 from rltf_jax.sampling_shapes import SEGMENT_MIN_SLOTS, bucket_size, decode_segments, prompt_bucket_size
 from rltf_jax.token_sampling import sample_tokens
@@ -95,7 +96,7 @@ def fence_counts(tokenizer, vocab_size: int) -> np.ndarray:
 def _generate(config, weights, prompt_tokens, prompt_mask, prompt_rows, row_active, row_ids, eos_ids,
               fence_table, fence_limit, max_new, temperature, top_p, rng, *, new_bucket: int, greedy: bool,
               top_k: int, use_top_p: bool, pad_id: int, cache_dtype, segments: int = 0,
-              shared_prompts: bool = False):
+              shared_prompts: bool = False, fused_attention: bool = False, mesh=None):
     """Prefill + decode on device. prompt_tokens/mask [U, P]: the distinct prompts; prompt_rows [B]
     int32: the prompt of each row (with shared_prompts, U <= B prompts are prefilled once each and
     their cache rows copied to every row that shares them: n samples per problem pay one prefill;
@@ -104,6 +105,8 @@ def _generate(config, weights, prompt_tokens, prompt_mask, prompt_rows, row_acti
     fold_in(split(rng)_i, row_ids[r]), so a row samples the same tokens whatever batch it is in;
     weights: models.decode.UnrolledWeights; fence_table [V] int32 (``` runs per token) and
     fence_limit [] int32: a row stops at the token that brings its ``` count to fence_limit (0: never).
+    fused_attention: decode with kernels/decode_attention.cc (one cache buffer in key tiles; no
+    segments: the kernel writes in place and reads only the filled slots), per device of `mesh`.
 
     Returns (tokens [B, N] int32, logprobs [B, N] float32, mask [B, N] bool, steps [] int32).
     """
@@ -112,7 +115,7 @@ def _generate(config, weights, prompt_tokens, prompt_mask, prompt_rows, row_acti
     positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0).astype(jnp.int32)
     prompt_len = prompt_mask.sum(axis=1).astype(jnp.int32)
     # segments == 0: one cache buffer for prompt and decode slots; else the prompt has its own (see below).
-    cache = init_layer_cache(config, u, p if segments else p + new_bucket, cache_dtype)
+    cache = init_layer_cache(config, u, p if segments else p + new_bucket, cache_dtype, key_tiles=fused_attention)
     hidden, cache = forward_unrolled(config, weights, prompt_tokens, positions, prompt_mask, cache,
                                      cache_is_empty=True)
     hidden = hidden[:, -1]
@@ -154,7 +157,7 @@ def _generate(config, weights, prompt_tokens, prompt_mask, prompt_rows, row_acti
         tok_in = jax.lax.dynamic_slice_in_dim(out_tokens, i, 1, axis=1)
         pos = (prompt_len + i)[:, None]
         hidden, cache = forward_unrolled(config, weights, tok_in, pos, jnp.ones_like(tok_in, bool), cache,
-                                         past=past)
+                                         past=past, mesh=mesh)
         rng, step_rng = jax.random.split(rng)
         tok, lp = sample(logits_unrolled(weights, hidden[:, 0]), step_rng, temperature, top_p)
         tok = jnp.where(done, pad_id, tok)
@@ -206,7 +209,7 @@ class Sampler:
                  eos_token_ids: Sequence[int] | None = None, min_prompt_bucket: int = 16,
                  min_new_bucket: int = 16, segment_tokens: int = 64, max_segments: int | None = None,
                  segment_min_slots: int = SEGMENT_MIN_SLOTS, max_cache_bytes: int | None = 2 << 30,
-                 share_prompt_prefill: bool = True):
+                 share_prompt_prefill: bool = True, decode_attention: str = "auto"):
         """loaded: a LoadedModel; mesh: run sharded (params per their logical axes, rows over
         ("data", "fsdp")); dtype: weights and activations of generation, e.g. "bfloat16" (default: the
         model's compute dtype; floating weights are cast on every `set_weights`); cache_dtype: KV-cache
@@ -220,7 +223,11 @@ class Sampler:
         needing more is generated in row chunks of one bucket (None: no bound; an evaluation of
         57 problems x 9 samples in one call needed a 24 GB cache); share_prompt_prefill: rows with
         identical prompt ids (n samples of one problem) share one prefill, whose cache rows are
-        copied to each of them (same tokens and log-probabilities as prefilling every row)."""
+        copied to each of them (same tokens and log-probabilities as prefilling every row);
+        decode_attention: "fused" decodes with the C++ kernel of kernels/decode_attention.cc (CPU
+        devices, each attending its own rows; cache dtype = generation dtype, f32 or bf16), "xla"
+        with XLA's dots, "auto"
+        fused wherever it applies and builds (`fused_attention` says which one runs)."""
         self.max_cache_bytes = max_cache_bytes
         self.share_prompt_prefill = share_prompt_prefill
         self.tokenizer = loaded.tokenizer
@@ -235,6 +242,7 @@ class Sampler:
             max_segments = 2 if jax.default_backend() == "cpu" else 0
         self.segment_tokens, self.max_segments = segment_tokens, max_segments
         self.segment_min_slots = segment_min_slots
+        self.fused_attention = self._choose_decode_attention(decode_attention)
         state = nnx.state(loaded.model)
         if eos_token_ids is None:
             eos = set(loaded.config.eos_token_ids)
@@ -257,6 +265,24 @@ class Sampler:
             self._batch_sharding = batch_sharding(mesh)
         self.set_weights(state)
         self._jitted = {}
+
+    def _choose_decode_attention(self, choice: str) -> bool:
+        if choice not in ("auto", "fused", "xla"):
+            raise ValueError(f"decode_attention must be 'auto', 'fused' or 'xla', not {choice!r}")
+        if choice == "xla":
+            return False
+        reasons = []
+        if jax.default_backend() != "cpu":
+            reasons.append(f"the backend is {jax.default_backend()}, the kernel is for the CPU")
+        dtypes = {jnp.dtype(self.cache_dtype), jnp.dtype(self.config.compute_dtype)}
+        if len(dtypes) > 1 or not dtypes <= {jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)}:
+            reasons.append(f"cache dtype {jnp.dtype(self.cache_dtype)} and generation dtype "
+                           f"{jnp.dtype(self.config.compute_dtype)} must be one of float32, bfloat16")
+        if not reasons and not fused_kernel_available():
+            reasons.append("the kernel did not build (see the log)")
+        if reasons and choice == "fused":
+            raise ValueError("decode_attention='fused' is unavailable: " + "; ".join(reasons))
+        return not reasons
 
     def set_weights(self, state: nnx.State) -> None:
         """Uses `state` (same graphdef as the loaded model, e.g. after a PPO update) from now on.
@@ -291,10 +317,12 @@ class Sampler:
     def _jit(self, key):
         if key not in self._jitted:
             b, u, p, n, greedy, top_k, use_top_p = key
+            segments = 0 if self.fused_attention else decode_segments(
+                b, p, n, self.segment_tokens, self.max_segments, self.segment_min_slots)
             fn = functools.partial(_generate, new_bucket=n, greedy=greedy, top_k=top_k, shared_prompts=u < b,
                                    use_top_p=use_top_p, pad_id=self.pad_id, cache_dtype=self.cache_dtype,
-                                   segments=decode_segments(b, p, n, self.segment_tokens, self.max_segments,
-                                                           self.segment_min_slots))
+                                   segments=segments, fused_attention=self.fused_attention,
+                                   mesh=self.mesh if self.fused_attention else None)
             kwargs = {}
             if self.mesh is not None:
                 from jax.sharding import NamedSharding, PartitionSpec

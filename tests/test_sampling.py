@@ -183,8 +183,8 @@ def test_stop_after_code_block_ends_the_reply_at_the_closing_fence():
 def test_segmented_decode_cache_samples_what_one_cache_buffer_does(tiny, greedy):
     """A separate prompt buffer and 4 decode segments (one while_loop each) give the same tokens and
     log-probabilities as one buffer for prompt and decode slots, also when rows stop on EOS mid-way."""
-    one = Sampler(tiny, max_segments=0)
-    split = Sampler(tiny, segment_tokens=8, max_segments=4, segment_min_slots=0)
+    one = Sampler(tiny, max_segments=0, decode_attention="xla")  # segments are the XLA path's
+    split = Sampler(tiny, segment_tokens=8, max_segments=4, segment_min_slots=0, decode_attention="xla")
     params = SamplingParams(max_new_tokens=29, greedy=greedy, temperature=0.9)
     a = one.generate(PROMPTS, params, jax.random.key(5))
     b = split.generate(PROMPTS, params, jax.random.key(5))
@@ -196,7 +196,7 @@ def test_segmented_decode_cache_samples_what_one_cache_buffer_does(tiny, greedy)
     np.testing.assert_allclose(b.response_logprobs[1][b.response_mask[1]], ref, atol=1e-4)
     # a row that stops early (its EOS is the token it drew third) ends in the first segment
     eos = int(a.response_tokens[0, 2])
-    one_eos, split_eos = (Sampler(tiny, eos_token_ids=[eos], **kw) for kw in
+    one_eos, split_eos = (Sampler(tiny, eos_token_ids=[eos], decode_attention="xla", **kw) for kw in
                           ({"max_segments": 0}, {"segment_tokens": 8, "max_segments": 4, "segment_min_slots": 0}))
     c, d = (s.generate(PROMPTS, params, jax.random.key(5)) for s in (one_eos, split_eos))
     np.testing.assert_array_equal(c.response_mask, d.response_mask)
@@ -228,7 +228,8 @@ def test_rows_sharing_a_prompt_share_one_prefill_and_sample_what_separate_prefil
     """n samples of one problem: identical prompt ids are prefilled once and their cache rows copied
     to every row; tokens, masks and log-probabilities are those of prefilling each row itself, and
     rows of one prompt still draw their own tokens."""
-    kw = {"segment_tokens": 8, "max_segments": 2, "segment_min_slots": 0} if segmented else {}
+    kw = ({"segment_tokens": 8, "max_segments": 2, "segment_min_slots": 0, "decode_attention": "xla"}
+          if segmented else {})
     prompts = [PROMPTS[0], PROMPTS[1], PROMPTS[0], PROMPTS[0], PROMPTS[1]]
     params = SamplingParams(max_new_tokens=12, temperature=0.9)
     shared, apart = Sampler(tiny, **kw), Sampler(tiny, share_prompt_prefill=False, **kw)
@@ -243,3 +244,35 @@ def test_rows_sharing_a_prompt_share_one_prefill_and_sample_what_separate_prefil
     assert len({tuple(b.response_tokens[i]) for i in (0, 2, 3)}) > 1
     ref = _teacher_forced_logprobs(tiny, b, 3, temperature=0.9)
     np.testing.assert_allclose(b.response_logprobs[3][b.response_mask[3]], ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_fused_cpu_decode_attention_samples_what_xla_attention_does(tiny, greedy):
+    """The default CPU sampler decodes with the fused kernel (kernels/decode_attention.cc): in float32
+    its tokens, masks and log-probabilities are XLA attention's, also for rows that stop on EOS;
+    log-probabilities match a teacher-forced forward of the training path."""
+    fused, xla = Sampler(tiny), Sampler(tiny, decode_attention="xla")
+    assert fused.fused_attention and not xla.fused_attention
+    params = SamplingParams(max_new_tokens=40, greedy=greedy, temperature=0.9)
+    prompts = PROMPTS + [PROMPTS[0] + " # the sum", "x" * 60]  # prompt lengths across a 16-slot tile
+    a = xla.generate(prompts, params, jax.random.key(11))
+    b = fused.generate(prompts, params, jax.random.key(11))
+    for name in ("prompt_tokens", "prompt_mask", "response_tokens", "response_mask"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    np.testing.assert_allclose(a.response_logprobs, b.response_logprobs, atol=1e-5)
+    ref = _teacher_forced_logprobs(tiny, b, 3, temperature=1.0 if greedy else 0.9)
+    np.testing.assert_allclose(b.response_logprobs[3][b.response_mask[3]], ref, atol=1e-4)
+    eos = int(a.response_tokens[1, 4])
+    c, d = (Sampler(tiny, eos_token_ids=[eos], decode_attention=mode).generate(prompts, params, jax.random.key(11))
+            for mode in ("xla", "fused"))
+    np.testing.assert_array_equal(c.response_mask, d.response_mask)
+    np.testing.assert_array_equal(c.response_tokens, d.response_tokens)
+    assert d.response_mask[1].sum() <= 5
+
+
+def test_decode_attention_choice_is_checked(tiny):
+    with pytest.raises(ValueError, match="'auto', 'fused' or 'xla', not 'pallas'"):
+        Sampler(tiny, decode_attention="pallas")
+    with pytest.raises(ValueError, match="cache dtype float32 and generation dtype bfloat16"):
+        Sampler(tiny, dtype="bfloat16", cache_dtype=jnp.float32, decode_attention="fused")
+    assert not Sampler(tiny, dtype="bfloat16", cache_dtype=jnp.float32).fused_attention  # auto: XLA's

@@ -17,6 +17,7 @@ writes, with one softmax over all their slots; see `sampling._generate` for why 
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -24,8 +25,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rltf_jax.models.config import ModelConfig
+from rltf_jax.kernels.decode_attention import decode_attention
 from rltf_jax.models.attention import MASK_VALUE
 from rltf_jax.models.llama import LAYER_PARAM_AXES, decoder_block, rms_norm, rope_inv_freq
+
+TILE = 16  # slots per key tile of the fused kernel's layout (kernels/decode_attention.cc)
 
 
 class UnrolledWeights(NamedTuple):
@@ -38,7 +42,8 @@ class UnrolledWeights(NamedTuple):
 
 
 class LayerCache(NamedTuple):
-    """keys, values: L arrays [B, K, S, hd] each; valid [B, S] bool; index [] int32 (next free slot)."""
+    """keys, values: L arrays [B, K, S, hd] each (keys [B, K, S / 16, hd, 16] in the fused kernel's
+    tiles, see `init_layer_cache`); valid [B, S] bool; index [] int32 (next free slot)."""
 
     keys: tuple
     values: tuple
@@ -60,12 +65,24 @@ def unstack_weights(state: nnx.State) -> UnrolledWeights:
     return UnrolledWeights(state["embed"][...], state["final_norm"][...], lm_head, _split(stacked))
 
 
-def init_layer_cache(config: ModelConfig, batch: int, max_len: int, dtype) -> LayerCache:
+def init_layer_cache(config: ModelConfig, batch: int, max_len: int, dtype, *, key_tiles: bool = False) -> LayerCache:
+    """An empty cache of max_len slots. key_tiles: the layout of kernels/decode_attention.cc, keys in
+    tiles of 16 slots [B, K, S / 16, hd, 16] (S = max_len rounded up to a multiple of 16)."""
+    if key_tiles:
+        max_len = -(-max_len // TILE) * TILE
     shape = (batch, config.num_kv_heads, max_len, config.head_dim)
+    key_shape = shape[:2] + (max_len // TILE, config.head_dim, TILE) if key_tiles else shape
     n = config.num_layers
-    return LayerCache(tuple(jnp.zeros(shape, dtype) for _ in range(n)),
+    return LayerCache(tuple(jnp.zeros(key_shape, dtype) for _ in range(n)),
                       tuple(jnp.zeros(shape, dtype) for _ in range(n)),
                       jnp.zeros((batch, max_len), bool), jnp.zeros((), jnp.int32))
+
+
+def _key_tiles(k: jax.Array) -> jax.Array:
+    """k [B, T, K, hd] (slots from 0) -> [B, K, ceil(T / 16), hd, 16], zero-padded past T."""
+    b, t, kv, hd = k.shape
+    k = jnp.pad(k, ((0, 0), (0, -t % TILE), (0, 0), (0, 0)))
+    return k.reshape(b, -1, TILE, kv, hd).transpose(0, 3, 1, 4, 2)
 
 
 def _cached_attention(q, pieces):
@@ -94,8 +111,23 @@ def _cached_attention(q, pieces):
     return out.reshape(b, kv, t, g, hd).transpose(0, 2, 1, 3, 4).reshape(b, t, h, hd).astype(dt)
 
 
+def _fused_decode_attention(mesh, *args, round_probs_bf16: bool):
+    """kernels.decode_attention.decode_attention, per device over the rows of a mesh (a custom call
+    has no partitioning rule: under shard_map each device attends its own rows; heads replicated)."""
+    call = functools.partial(decode_attention, round_probs_bf16=round_probs_bf16)
+    if mesh is None or mesh.size == 1:
+        return call(*args)
+    from jax.sharding import PartitionSpec
+
+    from rltf_jax.sharding import BATCH_AXES
+
+    rows = PartitionSpec(BATCH_AXES)
+    return jax.shard_map(call, mesh=mesh, in_specs=(rows,) * 6 + (PartitionSpec(),), out_specs=(rows,) * 3,
+                         check_vma=False)(*args)
+
+
 def forward_unrolled(config: ModelConfig, w: UnrolledWeights, tokens, positions, attention_mask,
-                     cache: LayerCache, *, past: tuple = (), cache_is_empty: bool = False):
+                     cache: LayerCache, *, past: tuple = (), cache_is_empty: bool = False, mesh=None):
     """As CausalLM.hidden_states with a cache. tokens/positions/attention_mask [B, T]; the T tokens are
     written at slots [cache.index, cache.index + T) and attend to every valid slot up to their own,
     and to every valid slot of the read-only caches in `past` (LayerCaches of earlier tokens).
@@ -103,6 +135,9 @@ def forward_unrolled(config: ModelConfig, w: UnrolledWeights, tokens, positions,
 
     Each layer writes its new keys/values into the cache *before* attending over it, so the only
     reader of the old buffer is the in-place update (XLA would otherwise copy the cache every step).
+    A cache in key tiles (`init_layer_cache(key_tiles=True)`) is filled by a prefill into an empty
+    cache and then decoded one token at a time by the fused CPU kernel, which writes and attends
+    (on `mesh`, each device its own rows).
     """
     c, dt = config, config.compute_dtype
     b, t = tokens.shape
@@ -116,9 +151,16 @@ def forward_unrolled(config: ModelConfig, w: UnrolledWeights, tokens, positions,
     slots = jnp.arange(valid.shape[1])
     visible = valid[:, None, :] & (slots[None, None, :] <= idx + jnp.arange(t)[None, :, None])  # [B, T, S]
 
+    tiled = cache.keys[0].ndim == 5
+    if tiled and not (cache_is_empty or (t == 1 and not past)):
+        raise ValueError("a cache in key tiles takes a prefill into an empty cache, then one token per step")
+
     def write(l, k, v):
-        keys[l] = jax.lax.dynamic_update_slice(keys[l], k.transpose(0, 2, 1, 3).astype(keys[l].dtype),
-                                               (0, 0, idx, 0))
+        if tiled:  # prefill at slot 0: whole tiles
+            keys[l] = jax.lax.dynamic_update_slice(keys[l], _key_tiles(k).astype(keys[l].dtype), (0, 0, 0, 0, 0))
+        else:
+            keys[l] = jax.lax.dynamic_update_slice(keys[l], k.transpose(0, 2, 1, 3).astype(keys[l].dtype),
+                                                   (0, 0, idx, 0))
         values[l] = jax.lax.dynamic_update_slice(values[l], v.transpose(0, 2, 1, 3).astype(values[l].dtype),
                                                  (0, 0, idx, 0))
 
@@ -126,6 +168,17 @@ def forward_unrolled(config: ModelConfig, w: UnrolledWeights, tokens, positions,
         if cache_is_empty:
             x, k, v = decoder_block(c, p, x, positions, self_mask, inv_freq)
             write(l, k, v)
+        elif tiled:
+            def attend_fused(q, k, v, l=l):
+                hd = q.shape[-1]
+                q_scaled = (q[:, 0].astype(jnp.float32) * (hd ** -0.5)).astype(dt).astype(jnp.float32)
+                store = keys[l].dtype
+                out, keys[l], values[l] = _fused_decode_attention(
+                    mesh, q_scaled, k[:, 0].astype(store), v[:, 0].astype(store), keys[l], values[l],
+                    valid, idx, round_probs_bf16=jnp.dtype(dt) == jnp.bfloat16)
+                return out[:, None].astype(dt)
+
+            x, _, _ = decoder_block(c, p, x, positions, self_mask, inv_freq, attend=attend_fused)
         else:
             def attend(q, k, v, l=l):
                 write(l, k, v)
