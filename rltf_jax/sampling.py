@@ -39,7 +39,7 @@ import numpy as np
 from flax import nnx
 
 from rltf_jax.kernels.decode_attention import available as fused_kernel_available
-from rltf_jax.models.decode import forward_unrolled, init_layer_cache, logits_unrolled, unstack_weights
+from rltf_jax.models.decode import TILE, forward_unrolled, init_layer_cache, logits_unrolled, unstack_weights
 from rltf_jax.sampling_shapes import SEGMENT_MIN_SLOTS, bucket_size, decode_segments, prompt_bucket_size
 from rltf_jax.token_sampling import sample_tokens
 
@@ -371,6 +371,8 @@ class Sampler:
         if self.max_cache_bytes is None:
             return 1 << 62
         c = self.config
+        if self.fused_attention:  # the fused kernel's cache holds whole tiles of 16 slots
+            slots_per_row = -(-slots_per_row // TILE) * TILE
         row_bytes = slots_per_row * c.num_layers * 2 * c.num_kv_heads * c.head_dim * jnp.dtype(
             self.cache_dtype).itemsize
         rows = 1 << max(0, (self.max_cache_bytes // row_bytes).bit_length() - 1)
