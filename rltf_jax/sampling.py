@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rltf_jax.kernels.decode_attention import available as fused_kernel_available
+from rltf_jax.kernels.decode_attention import use_fused_attention
 from rltf_jax.models.decode import TILE, forward_unrolled, init_layer_cache, logits_unrolled, unstack_weights
 from rltf_jax.sampling_shapes import SEGMENT_MIN_SLOTS, bucket_size, decode_segments, prompt_bucket_size
 from rltf_jax.token_sampling import sample_tokens
@@ -242,7 +242,7 @@ class Sampler:
             max_segments = 2 if jax.default_backend() == "cpu" else 0
         self.segment_tokens, self.max_segments = segment_tokens, max_segments
         self.segment_min_slots = segment_min_slots
-        self.fused_attention = self._choose_decode_attention(decode_attention)
+        self.fused_attention = use_fused_attention(decode_attention, self.cache_dtype, self.config.compute_dtype)
         state = nnx.state(loaded.model)
         if eos_token_ids is None:
             eos = set(loaded.config.eos_token_ids)
@@ -265,24 +265,6 @@ class Sampler:
             self._batch_sharding = batch_sharding(mesh)
         self.set_weights(state)
         self._jitted = {}
-
-    def _choose_decode_attention(self, choice: str) -> bool:
-        if choice not in ("auto", "fused", "xla"):
-            raise ValueError(f"decode_attention must be 'auto', 'fused' or 'xla', not {choice!r}")
-        if choice == "xla":
-            return False
-        reasons = []
-        if jax.default_backend() != "cpu":
-            reasons.append(f"the backend is {jax.default_backend()}, the kernel is for the CPU")
-        dtypes = {jnp.dtype(self.cache_dtype), jnp.dtype(self.config.compute_dtype)}
-        if len(dtypes) > 1 or not dtypes <= {jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)}:
-            reasons.append(f"cache dtype {jnp.dtype(self.cache_dtype)} and generation dtype "
-                           f"{jnp.dtype(self.config.compute_dtype)} must be one of float32, bfloat16")
-        if not reasons and not fused_kernel_available():
-            reasons.append("the kernel did not build (see the log)")
-        if reasons and choice == "fused":
-            raise ValueError("decode_attention='fused' is unavailable: " + "; ".join(reasons))
-        return not reasons
 
     def set_weights(self, state: nnx.State) -> None:
         """Uses `state` (same graphdef as the loaded model, e.g. after a PPO update) from now on.

@@ -89,6 +89,28 @@ def available() -> bool:
     return True
 
 
+def use_fused_attention(choice: str, cache_dtype, compute_dtype) -> bool:
+    """A sampler's `decode_attention` choice -> whether it decodes with this kernel: "xla" never,
+    "auto" where it applies (CPU backend, cache and compute dtype one of float32 / bfloat16, the
+    kernel built), "fused" there or a ValueError naming why not."""
+    if choice not in ("auto", "fused", "xla"):
+        raise ValueError(f"decode_attention must be 'auto', 'fused' or 'xla', not {choice!r}")
+    if choice == "xla":
+        return False
+    reasons = []
+    if jax.default_backend() != "cpu":
+        reasons.append(f"the backend is {jax.default_backend()}, the kernel is for the CPU")
+    dtypes = {jnp.dtype(cache_dtype), jnp.dtype(compute_dtype)}
+    if len(dtypes) > 1 or not dtypes <= {jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)}:
+        reasons.append(f"cache dtype {jnp.dtype(cache_dtype)} and generation dtype {jnp.dtype(compute_dtype)} "
+                       "must be one of float32, bfloat16")
+    if not reasons and not available():
+        reasons.append("the kernel did not build (see the log)")
+    if reasons and choice == "fused":
+        raise ValueError("decode_attention='fused' is unavailable: " + "; ".join(reasons))
+    return not reasons
+
+
 def decode_attention(q: jax.Array, k_new: jax.Array, v_new: jax.Array, cache_k: jax.Array,
                      cache_v: jax.Array, valid: jax.Array, index: jax.Array, *, round_probs_bf16: bool):
     """One decode step of grouped-query attention, writing the new key/value in place.
