@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rltf_jax.models.config import ModelConfig
 from rltf_jax.kernels.decode_attention import decode_attention
 from rltf_jax.models.attention import MASK_VALUE
+from rltf_jax.models.config import ModelConfig
 from rltf_jax.models.llama import LAYER_PARAM_AXES, decoder_block, rms_norm, rope_inv_freq
 
 TILE = 16  # slots per key tile of the fused kernel's layout (kernels/decode_attention.cc)
