@@ -115,8 +115,9 @@ def decode_attention(q: jax.Array, k_new: jax.Array, v_new: jax.Array, cache_k: 
                      cache_v: jax.Array, valid: jax.Array, index: jax.Array, *, round_probs_bf16: bool):
     """One decode step of grouped-query attention, writing the new key/value in place.
 
-    q [B, H, D] float32, already scaled by 1/sqrt(D); k_new, v_new [B, K, D] and cache_k, cache_v
-    [B, K, S, D] in one dtype (float32 or bfloat16); valid [B, S] bool (slot `index` included);
+    q [B, H, D] float32, already scaled by 1/sqrt(D); k_new, v_new [B, K, D], cache_k in tiles of 16
+    slots [B, K, S / 16, D, 16] and cache_v [B, K, S, D], all in one dtype (float32 or bfloat16;
+    S a multiple of 16); valid [B, S] bool (slot `index` included);
     index [] int32: the slot written, and the last slot read. Returns (out [B, H, D] float32,
     cache_k, cache_v) with the caches updated at `index` (aliased: no copy inside a loop).
     Call `available()` first (it registers the target)."""
