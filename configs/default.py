@@ -111,6 +111,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.ppo.kl_target = 6.0
     config.ppo.compute_dtype = "float32"    # float32 | bfloat16 (params stay float32)
     config.ppo.value_mode = "shared"        # shared (head on the policy's hidden) | separate
+    # Rows sorted by length into this many groups, each padded to its own longest row (the update's
+    # forward/backward per group; advantages over all rows): rltf_jax/length_groups.py. 1 = off.
+    config.ppo.length_groups = 1
 
     # RLEF episodes (config.method = "rlef"; rltf_jax.episodes, rltf_jax.rewards.rlef).
     config.rlef = ml_collections.ConfigDict()

@@ -17,4 +17,7 @@ def get_config():
     # CPU-sized run. Critics usually learn ~10x faster than the policy (OpenRLHF: 18x).
     config.ppo.value_lr = 1e-4
     config.ppo.kl_form = "token"        # or "turn_mean": RLEF's geometric-mean ratio per reply
+    # Episodes of 1 and of 3 replies differ ~4x in length: run the update's model passes on two
+    # groups of rows sorted by length (the same update, 1.5x faster: docs/benchmarks.md).
+    config.ppo.length_groups = 2
     return config

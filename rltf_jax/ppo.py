@@ -38,6 +38,7 @@ from rltf_jax.ppo_state import (ModelDefs, TrainState, init_train_state, make_op
                                 train_state_shardings, update_kl_coef)
 from rltf_jax.ppo_types import (KL_FORMS, KL_MODES, PPOBatch, PPOConfig, batch_from_rollout,  # noqa: F401
                                 complete_batch)
+from rltf_jax.length_groups import join_rows, split_rows
 from rltf_jax.turn_advantages import geometric_mean_turn_kl, turn_estimates
 
 __all__ = ["KL_FORMS", "KL_MODES", "ModelDefs", "PPOBatch", "PPOConfig", "TrainState", "batch_from_rollout",
@@ -86,8 +87,38 @@ def _chunked(fn, data: dict, chunks: int):
     return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
 
 
-def rollout_statistics(defs, config, state: TrainState, batch: PPOBatch) -> dict:
-    """Old log π, old values, reference log π, KL, advantages and returns (no gradient), [B, T-1]."""
+def batch_parts(batch) -> tuple[PPOBatch, ...]:
+    """A PPOBatch, or a tuple of them (length groups, length_groups.py), as a tuple."""
+    return (batch,) if isinstance(batch, PPOBatch) else tuple(batch)
+
+
+def join_parts(parts: tuple[PPOBatch, ...]) -> PPOBatch:
+    """Length groups [b_g, T_g] -> one PPOBatch [Σ b_g, max T_g], each right-padded (mask False,
+    turn_ids -1); the identity on a single part."""
+    if len(parts) == 1:
+        return parts[0]
+    length = max(p.tokens.shape[1] for p in parts)
+    fills = {"turn_ids": -1}
+    joined = {}
+    for name in PPOBatch._fields:
+        values = [getattr(p, name) for p in parts]
+        if name in ("group_ids", "value_positions"):
+            joined[name] = jnp.concatenate(values, axis=0)
+        else:
+            joined[name] = join_rows(values, length, fills.get(name, 0))
+    return PPOBatch(**joined)
+
+
+def rollout_statistics(defs, config, state: TrainState, batch) -> dict:
+    """Old log π, old values, reference log π, KL, advantages and returns (no gradient), [B, T-1].
+
+    `batch` is a PPOBatch or a tuple of length groups; with groups, the forwards run per group and
+    the statistics are over all rows joined (`join_parts` order, T = the longest group's)."""
+    return _rollout_statistics(defs, config, state, batch_parts(batch))[0]
+
+
+def _rollout_statistics(defs, config, state: TrainState, parts: tuple[PPOBatch, ...]):
+    """(statistics over the joined rows, the joined PPOBatch)."""
     chunks = config.num_minibatches * config.grad_accum
 
     def stats(mb):
@@ -99,8 +130,11 @@ def rollout_statistics(defs, config, state: TrainState, batch: PPOBatch) -> dict
             out["old_values"] = values
         return out
 
-    stats = jax.lax.stop_gradient(_chunked(
-        stats, {"tokens": batch.tokens, "attention_mask": batch.attention_mask}, chunks))
+    pieces = [jax.lax.stop_gradient(_chunked(stats, {"tokens": p.tokens, "attention_mask": p.attention_mask},
+                                             chunks)) for p in parts]
+    batch = join_parts(parts)
+    stats = {k: join_rows([p[k] for p in pieces], batch.tokens.shape[1] - 1) if len(parts) > 1 else pieces[0][k]
+             for k in pieces[0]}
     mask = batch.response_mask[:, 1:]
     rewards = batch.token_rewards[:, 1:].astype(jnp.float32)
     kl = L.kl_estimate(stats["old_logp"], stats["ref_logp"], config.kl_estimator)
@@ -136,7 +170,7 @@ def rollout_statistics(defs, config, state: TrainState, batch: PPOBatch) -> dict
     stats.update(action_mask=mask, advantages=advantages, rewards=rewards, kl=kl)
     if returns is not None:
         stats.update(returns=returns, value_mask=value_mask)
-    return stats
+    return stats, batch
 
 
 def loss_fn(params, defs, config, kl_coef, mb: dict, denominator, value_denominator=None):
@@ -169,11 +203,12 @@ def loss_fn(params, defs, config, kl_coef, mb: dict, denominator, value_denomina
     return loss, sums
 
 
-def _minibatch_step(defs, config, optimizer, kl_coef, carry, minibatch: dict):
-    """One optimizer step on a minibatch [accum, micro, ...]: gradients summed over microbatches."""
+def _minibatch_step(defs, config, optimizer, kl_coef, carry, minibatch: tuple):
+    """One optimizer step on a minibatch: a tuple with one dict of [accum, micro_g, ...] arrays per
+    length group; gradients summed over every microbatch of every group."""
     params, opt_state = carry
-    denominator = jnp.maximum(jnp.sum(minibatch["action_mask"]), 1).astype(jnp.float32)
-    value_denominator = jnp.maximum(jnp.sum(minibatch.get("value_mask", minibatch["action_mask"])),
+    denominator = jnp.maximum(sum(jnp.sum(mb["action_mask"]) for mb in minibatch), 1).astype(jnp.float32)
+    value_denominator = jnp.maximum(sum(jnp.sum(mb.get("value_mask", mb["action_mask"])) for mb in minibatch),
                                     1).astype(jnp.float32)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -183,43 +218,55 @@ def _minibatch_step(defs, config, optimizer, kl_coef, carry, minibatch: dict):
 
     zero = (jax.tree.map(jnp.zeros_like, params),
             jax.eval_shape(lambda: loss_fn(params, defs, config, kl_coef,
-                                           jax.tree.map(lambda x: x[0], minibatch), denominator,
+                                           jax.tree.map(lambda x: x[0], minibatch[0]), denominator,
                                            value_denominator)[1]))
-    zero = (zero[0], jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero[1]))
-    (grads, sums), _ = jax.lax.scan(micro_step, zero, minibatch)
+    acc = (zero[0], jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero[1]))
+    for group in minibatch:  # one scan per length group (its own [micro_g, T_g] shapes)
+        acc, _ = jax.lax.scan(micro_step, acc, group)
+    grads, sums = acc
     sums["optim/grad_norm"] = optax.tree.norm(grads)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), sums
 
 
-def ppo_update(defs: ModelDefs, config: PPOConfig, state: TrainState, batch: PPOBatch):
-    """One PPO update (module docstring): returns (new TrainState, flat dict of float32 metrics)."""
-    batch = PPOBatch(*(jnp.asarray(x) for x in batch))
-    size = batch.tokens.shape[0]
+PER_ACTION_STATS = ("old_logp", "ref_logp", "advantages", "action_mask", "old_values", "returns", "value_mask")
+
+
+def ppo_update(defs: ModelDefs, config: PPOConfig, state: TrainState, batch):
+    """One PPO update (module docstring): returns (new TrainState, flat dict of float32 metrics).
+
+    `batch`: a PPOBatch, or a tuple of PPOBatches of rows grouped by length (length_groups.py), each
+    group's rows divisible by num_minibatches × grad_accum; every minibatch takes the same share of
+    each group."""
+    parts = tuple(PPOBatch(*(None if x is None else jnp.asarray(x) for x in p)) for p in batch_parts(batch))
     per_step = config.num_minibatches * config.grad_accum
-    if size % per_step:
-        raise ValueError(f"batch size {size} is not divisible by num_minibatches × grad_accum = {per_step}")
-    stats = rollout_statistics(defs, config, state, batch)
-    data = {k: stats[k] for k in ("old_logp", "ref_logp", "advantages", "action_mask")}
-    data.update(tokens=batch.tokens, attention_mask=batch.attention_mask)
-    if "returns" in stats:
-        data.update(old_values=stats["old_values"], returns=stats["returns"], value_mask=stats["value_mask"])
+    sizes = [p.tokens.shape[0] for p in parts]
+    if any(size % per_step for size in sizes):
+        raise ValueError(f"batch rows {sizes} are not divisible by num_minibatches × grad_accum = {per_step}")
+    stats, joined = _rollout_statistics(defs, config, state, parts)
+    widths = [p.tokens.shape[1] - 1 for p in parts]
+    split = {k: split_rows(stats[k], widths, sizes) for k in PER_ACTION_STATS if k in stats}
+    data = tuple(dict({k: v[g] for k, v in split.items()}, tokens=p.tokens, attention_mask=p.attention_mask)
+                 for g, p in enumerate(parts))
     optimizer = make_optimizer(config)
     rng, epoch_rng = jax.random.split(jax.random.wrap_key_data(state.rng))
 
-    def epoch(carry, key):
+    def shaped(part: dict, size: int, key):
         order = jax.random.permutation(key, size)
-        shaped = jax.tree.map(lambda x: x[order].reshape(config.num_minibatches, config.grad_accum,
-                                                         size // per_step, *x.shape[1:]), data)
+        return jax.tree.map(lambda x: x[order].reshape(config.num_minibatches, config.grad_accum,
+                                                       size // per_step, *x.shape[1:]), part)
+
+    def epoch(carry, key):
+        keys = [key] if len(parts) == 1 else list(jax.random.split(key, len(parts)))
+        minibatches = tuple(shaped(part, size, k) for part, size, k in zip(data, sizes, keys))
         return jax.lax.scan(lambda c, mb: _minibatch_step(defs, config, optimizer, state.kl_coef, c, mb),
-                            carry, shaped)
+                            carry, minibatches)
 
     params = {"policy": state.policy, "value": state.value}
     (params, opt_state), sums = jax.lax.scan(epoch, (params, state.opt_state),
                                              jax.random.split(epoch_rng, config.epochs))
     metrics = jax.tree.map(jnp.mean, sums)
-    mask = stats["action_mask"]
-    metrics.update(_rollout_metrics(stats, batch, mask, state.kl_coef))
+    metrics.update(_rollout_metrics(stats, joined, stats["action_mask"], state.kl_coef))
     new_state = state._replace(policy=params["policy"], value=params["value"], opt_state=opt_state,
                                step=state.step + 1, rng=jax.random.key_data(rng))
     return new_state, metrics
@@ -264,19 +311,17 @@ def make_update(defs: ModelDefs, config: PPOConfig, *, mesh=None, state: TrainSt
     from rltf_jax.sharding import BATCH_AXES
 
     state_sh = train_state_shardings(state, mesh)
-    rows = NamedSharding(mesh, PartitionSpec(BATCH_AXES, None))
-    batch_sh = PPOBatch(rows, rows, rows, rows, NamedSharding(mesh, PartitionSpec(BATCH_AXES)), rows, rows, rows)
+    rows = NamedSharding(mesh, PartitionSpec(BATCH_AXES))  # a prefix: every batch array, any rank or group
     replicated = NamedSharding(mesh, PartitionSpec())
-    return _with_penalties(jax.jit(fn, donate_argnums=(0,), in_shardings=(state_sh, batch_sh),
+    return _with_penalties(jax.jit(fn, donate_argnums=(0,), in_shardings=(state_sh, rows),
                                    out_shardings=(state_sh, replicated)))
 
 
-
-
 def _with_penalties(update):
-    """The update on `complete_batch(batch)`."""
+    """The update on `complete_batch` of the batch (or of each length group)."""
 
-    def call(state: TrainState, batch: PPOBatch):
-        return update(state, complete_batch(batch))
+    def call(state: TrainState, batch):
+        parts = tuple(complete_batch(p) for p in batch_parts(batch))
+        return update(state, parts[0] if isinstance(batch, PPOBatch) else parts)
 
     return call

@@ -42,6 +42,8 @@ class PPOConfig:
     temperature: π = softmax(logits / temperature), the sampler's temperature.
     value_mode: "shared" (ValueHead on the policy's hidden states) | "separate" (a critic backbone).
     normalize_advantages: whiten advantages over the batch's response tokens.
+    length_groups: rows sorted by length into this many groups, each padded to its own length
+      (length_groups.py; the trainer splits the batch, the update takes the tuple). 1 = one padded batch.
     """
 
     advantage: str = "gae"
@@ -73,6 +75,7 @@ class PPOConfig:
     value_mode: str = "shared"
     normalize_advantages: bool = True
     advantage_eps: float = 1e-6
+    length_groups: int = 1
 
     def __post_init__(self):
         get_estimator(self.advantage)
@@ -87,8 +90,8 @@ class PPOConfig:
                    f"compute_dtype={self.compute_dtype!r} not float32 | bfloat16"),
                   (self.value_lr is None or (self.value_lr >= 0 and self.lr > 0),
                    f"value_lr={self.value_lr!r} needs lr > 0 and value_lr >= 0"),
-                  (min(self.epochs, self.num_minibatches, self.grad_accum) >= 1,
-                   "epochs, num_minibatches and grad_accum must be ≥ 1")]
+                  (min(self.epochs, self.num_minibatches, self.grad_accum, self.length_groups) >= 1,
+                   "epochs, num_minibatches, grad_accum and length_groups must be ≥ 1")]
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"PPOConfig: {message}")

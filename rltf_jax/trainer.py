@@ -30,6 +30,7 @@ from rltf_jax.checkpoint import CheckpointOptions, Checkpointer, abstract_like
 from rltf_jax.data import load_problems
 from rltf_jax.episodes import EpisodeConfig, run_episodes
 from rltf_jax.evaluate import evaluate_problems
+from rltf_jax.length_groups import split_by_length
 from rltf_jax.supervised import make_supervised_update, supervised_batch
 from rltf_jax.metrics import MetricsLogger, read_metrics
 from rltf_jax.models import load_model
@@ -275,7 +276,7 @@ class Trainer:
             longest = max((len(s.prompt_tokens) + len(s.response_tokens) for s in samples + replayed), default=1)
             batch = PPOBatch(**loop.ppo_batch(samples + replayed, batch_size=rows_here, pad_id=self.pad_id,
                                               min_length=multihost.agree_max(longest)))
-            batch = multihost.global_batch(complete_batch(batch), self.mesh, sharding.BATCH_AXES)
+        batch = self.length_grouped(batch)
         update_started = time.perf_counter()
         self.state, update_metrics = self.update(self.state, batch)
         update_metrics = jax.device_get(update_metrics)
@@ -293,6 +294,16 @@ class Trainer:
                         "time/update_s": update_ended - update_started,
                         "samples/replayed": float(len(replayed))})
         return metrics
+
+    def length_grouped(self, batch: PPOBatch):
+        """This process's batch -> the update's input: one PPOBatch, or `ppo.length_groups` groups of
+        rows of similar length (length_groups.py), as global arrays in a multi-process run."""
+        groups = self.ppo_config.length_groups
+        if groups == 1:
+            return multihost.global_batch(complete_batch(batch), self.mesh, sharding.BATCH_AXES)
+        per_step = self.ppo_config.num_minibatches * self.ppo_config.grad_accum
+        parts = split_by_length(batch, groups, rows_multiple=per_step, agree=multihost.agree_max)
+        return tuple(multihost.global_batch(p, self.mesh, sharding.BATCH_AXES) for p in parts)
 
     def supervised_step(self, problems, *, set_weights: bool = True) -> dict[str, float]:
         """One supervised step on the reference solutions of `problems` (config.supervised)."""

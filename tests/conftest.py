@@ -1,10 +1,29 @@
-"""Fixtures shared by the test files: the policy's real tokenizer and one real sandbox service."""
+"""Fixtures shared by the test files: the policy's real tokenizer and one real sandbox service.
 
-import pytest
+Before jax is imported: one persistent XLA compilation cache for the whole test session (a fresh
+temporary folder each run, inherited by the trainer and benchmark subprocesses the tests start), so
+the same tiny-model functions are not compiled again in every subprocess. An explicit
+JAX_COMPILATION_CACHE_DIR in the environment is kept."""
 
-from rltf_jax.models import registry
-from rltf_jax.models.tokenizer import load_tokenizer
-from rltf_jax.sandbox_client import SandboxClient, local_sandbox
+import os
+import shutil
+import tempfile
+
+_OWN_CACHE = not os.environ.get("JAX_COMPILATION_CACHE_DIR")
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="rltf_jax_test_xla_cache_")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+import pytest  # noqa: E402
+
+from rltf_jax.models import registry  # noqa: E402
+from rltf_jax.models.tokenizer import load_tokenizer  # noqa: E402
+from rltf_jax.sandbox_client import SandboxClient, local_sandbox  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_CACHE:
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """A PPO update on a faked 8-device CPU mesh (data 2 × fsdp 2 × tensor 2) equals the
-single-device update, in float32 and with bfloat16 compute (models/matmul.py's custom VJP). Runs in a subprocess: XLA_FLAGS must be set before jax is imported."""
+single-device update, in float32 and with bfloat16 compute (models/matmul.py's custom VJP), and over
+two length groups (length_groups.py). Runs in a subprocess: XLA_FLAGS must be set before jax is imported."""
 
 import json
 import os
@@ -26,6 +27,10 @@ SCRIPT = textwrap.dedent("""
     batch = ppo.batch_from_rollout(rng.integers(0, 64, (b, p)), prompt_mask, rng.integers(0, 64, (b, n)),
                                    response_mask, rng.normal(size=(b, n)).astype(np.float32) * response_mask,
                                    np.arange(b) // 4)
+    if os.environ["LENGTH_GROUPS"] != "1":
+        from rltf_jax.length_groups import split_by_length
+        batch = split_by_length(batch, int(os.environ["LENGTH_GROUPS"]), rows_multiple=4, multiple=4)
+        assert len({part.tokens.shape[1] for part in batch}) == 2, [part.tokens.shape for part in batch]
 
     def fresh():
         return ppo.init_train_state(random_model(tiny_config(vocab_size=64)), config, seed=0)
@@ -54,10 +59,11 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype,param_tol,metric_tol", [("float32", 0.01, 1e-4), ("bfloat16", 0.03, 1e-3)])
-def test_sharded_update_equals_single_device(dtype, param_tol, metric_tol):
+@pytest.mark.parametrize("dtype,groups,param_tol,metric_tol", [
+    ("float32", 1, 0.01, 1e-4), ("bfloat16", 1, 0.03, 1e-3), ("float32", 2, 0.01, 1e-4)])
+def test_sharded_update_equals_single_device(dtype, groups, param_tol, metric_tol):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
-               COMPUTE_DTYPE=dtype)
+               COMPUTE_DTYPE=dtype, LENGTH_GROUPS=str(groups))
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

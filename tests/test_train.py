@@ -77,8 +77,9 @@ def test_rlef_mode_runs_multi_turn_episodes(tmp_path):
 
 
 def test_rlef_mode_with_turn_level_values(tmp_path):
+    # over two length groups (length_groups.py): the trainer splits the batch, the update takes both
     summary = _train(tmp_path, 1, "--config.method=rlef", "--config.ppo.advantage=turn",
-                     "--config.eval.before_and_after=False")
+                     "--config.ppo.length_groups=2", "--config.eval.before_and_after=False")
     assert summary["step"] == 1
     (record,) = read_metrics(str(tmp_path / "metrics.jsonl"))
     # one value per reply: 4 episodes x 3 replies are the value positions the critic is fit on
