@@ -1,17 +1,64 @@
-"""Tokenizers from transformers (AutoTokenizer, including `gguf_file=`), cached per process.
+"""Tokenizers from transformers (AutoTokenizer, including `gguf_file=`), cached per process and,
+for GGUF files, on disk.
 
-Building the SmolLM2 tokenizer from its GGUF takes seconds, so every load is memoised by path.
+Building the SmolLM2 tokenizer from its GGUF takes ~5 s, and every run, evaluation and test
+subprocess needs it. The first conversion is saved with `save_pretrained` under
+`$RLTF_JAX_CACHE/tokenizers` (default `~/.cache/rltf_jax/tokenizers`), keyed by the file's path,
+size and modification time and the transformers version; later loads read that folder (~0.2 s).
+`RLTF_JAX_NO_TOKENIZER_CACHE=1` always converts from the GGUF.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def tokenizer_cache_dir(gguf_path: str) -> Path:
+    """The disk-cache folder of the tokenizer converted from `gguf_path` (it may not exist yet)."""
+    import transformers
+
+    stat = os.stat(gguf_path)
+    key = f"{os.path.abspath(gguf_path)}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}"
+    root = Path(os.environ.get("RLTF_JAX_CACHE") or Path.home() / ".cache" / "rltf_jax") / "tokenizers"
+    stem = Path(gguf_path).stem
+    return root / f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _from_gguf(path: str):
+    from transformers import AutoTokenizer
+
+    folder, fname = os.path.split(os.path.abspath(path))
+    if os.environ.get("RLTF_JAX_NO_TOKENIZER_CACHE"):
+        return AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    cached = tokenizer_cache_dir(path)
+    if (cached / "tokenizer.json").is_file():
+        try:
+            return AutoTokenizer.from_pretrained(str(cached))
+        except Exception as error:  # a damaged cache entry: convert again and replace it
+            log.warning("tokenizer cache %s unreadable (%s); converting %s again", cached, error, path)
+            shutil.rmtree(cached, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=cached.name + ".", dir=cached.parent)
+        tokenizer.save_pretrained(staging)
+        try:
+            os.rename(staging, cached)  # atomic: a concurrent process sees all of it or nothing
+        except OSError:  # another process got there first
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as error:  # a read-only home: the tokenizer still works, uncached
+        log.warning("could not cache the tokenizer of %s in %s: %s", path, cached, error)
+    return tokenizer
 
 
 @functools.lru_cache(maxsize=8)
@@ -20,8 +67,7 @@ def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
     if os.path.isfile(path) and path.endswith(".gguf"):
-        folder, fname = os.path.split(os.path.abspath(path))
-        return AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+        return _from_gguf(path)
     if os.path.isdir(path):
         if not any(os.path.exists(os.path.join(path, f)) for f in _TOKENIZER_FILES):
             log.warning("%s has no tokenizer files; LoadedModel.tokenizer is None", path)
