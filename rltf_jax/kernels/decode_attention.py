@@ -24,6 +24,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from rltf_jax.cache_dir import cache_dir
+
 log = logging.getLogger(__name__)
 
 TARGET = "rltf_decode_attention"
@@ -46,8 +48,7 @@ def _cpu_flags() -> str:
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("RLTF_JAX_CACHE") or Path.home() / ".cache" / "rltf_jax"
-    return Path(root) / "kernels"
+    return cache_dir("kernels")
 
 
 def build(cxx: str | None = None) -> Path:

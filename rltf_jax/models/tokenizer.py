@@ -18,6 +18,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from rltf_jax.cache_dir import cache_dir
+
 log = logging.getLogger(__name__)
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -29,9 +31,7 @@ def tokenizer_cache_dir(gguf_path: str) -> Path:
 
     stat = os.stat(gguf_path)
     key = f"{os.path.abspath(gguf_path)}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}"
-    root = Path(os.environ.get("RLTF_JAX_CACHE") or Path.home() / ".cache" / "rltf_jax") / "tokenizers"
-    stem = Path(gguf_path).stem
-    return root / f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return cache_dir("tokenizers") / f"{Path(gguf_path).stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def _from_gguf(path: str):
