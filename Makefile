@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rltf-installed
 WORKDIR ?= runs/default
 PORT ?= 8080
+# Test processes (pytest-xdist, one test file per worker at a time). Most tests are single-threaded
+# and each worker can hold a real model (~2 GB), so 2 suits a 2-core, 24 GB machine.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install train test test-fast bench sandbox clean
 
@@ -24,10 +27,10 @@ train: install
 	$(PY) -m rltf_jax.train --config configs/default.py --workdir $(WORKDIR)
 
 test: install
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: install
-	$(PY) -m pytest tests -q -m 'not slow'
+	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS) --dist loadfile -m 'not slow'
 
 bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -1,8 +1,9 @@
 """Fixtures shared by the test files: the policy's real tokenizer and one real sandbox service.
 
 Before jax is imported: one persistent XLA compilation cache for the whole test session (a fresh
-temporary folder each run, inherited by the trainer and benchmark subprocesses the tests start), so
-the same tiny-model functions are not compiled again in every subprocess. An explicit
+temporary folder each run, inherited by the xdist workers of `make test` and by the trainer and
+benchmark subprocesses the tests start), so the same tiny-model functions are not compiled again in
+every process. An explicit
 JAX_COMPILATION_CACHE_DIR in the environment is kept."""
 
 import os
@@ -19,6 +20,19 @@ import pytest  # noqa: E402
 from rltf_jax.models import registry  # noqa: E402
 from rltf_jax.models.tokenizer import load_tokenizer  # noqa: E402
 from rltf_jax.sandbox_client import SandboxClient, local_sandbox  # noqa: E402
+
+
+# The test files that run longest (several trainer processes each): collected first, so that
+# with two xdist workers (make test) neither is left alone with one of them at the end.
+_LONGEST_FILES = ("test_multihost.py", "test_train.py", "test_learning_benchmark.py", "test_ppo_sharded.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item):
+        name = item.path.name
+        return _LONGEST_FILES.index(name) if name in _LONGEST_FILES else len(_LONGEST_FILES)
+
+    items.sort(key=rank)  # stable: the order inside each file and among the others is kept
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -1,7 +1,7 @@
 """Multi-host training on this machine: 2 CPU processes on localhost (jax.distributed + gloo), each
 sampling, executing and scoring its share of every step, one sharded PPO update over both, Orbax
-checkpoints written and restored by both. The run must match a 1-process run on a 2-device mesh
-step for step, before and after a resume."""
+checkpoints written and restored by both. Stopped after 2 steps and resumed to 3, the run must match
+an uninterrupted 1-process run on a 2-device mesh step for step."""
 
 import json
 import os
@@ -63,14 +63,14 @@ def _two_processes(workdir, steps):
 def test_two_processes_match_one_process_and_resume_across_processes(tmp_path):
     multi_dir, single_dir = tmp_path / "multi", tmp_path / "single"
     multi = _two_processes(multi_dir, 2)
-    single = _single(single_dir, 2)
-    assert multi["step"] == single["step"] == 2
-    assert multi["heldout_pass@1_before"] == single["heldout_pass@1_before"]
+    assert multi["step"] == 2
     assert (multi_dir / "checkpoints").is_dir() and (multi_dir / "metrics.jsonl").is_file()
-
-    # resume both runs to 3 steps: the 2-process run restores the checkpoint both processes wrote
+    # resumed to 3 steps, the 2-process run restores the checkpoint both processes wrote and must
+    # then match an uninterrupted 1-process run (test_train.py checks 1-process resumes themselves)
     assert _two_processes(multi_dir, 3)["step"] == 3
-    assert _single(single_dir, 3)["step"] == 3
+    single = _single(single_dir, 3)
+    assert single["step"] == 3
+    assert multi["heldout_pass@1_before"] == single["heldout_pass@1_before"]
     multi_steps = {m["step"]: m for m in read_metrics(str(multi_dir / "metrics.jsonl")) if "step" in m}
     single_steps = {m["step"]: m for m in read_metrics(str(single_dir / "metrics.jsonl")) if "step" in m}
     assert sorted(multi_steps) == sorted(single_steps) == [1, 2, 3]

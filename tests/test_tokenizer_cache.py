@@ -2,6 +2,9 @@
 (ids, chat template, special tokens), a damaged entry is rebuilt, and the cache can be turned off."""
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -52,3 +55,17 @@ def test_the_cache_can_be_turned_off(gguf, monkeypatch):
     monkeypatch.setenv("RLTF_JAX_NO_TOKENIZER_CACHE", "1")
     _from_gguf(gguf)
     assert not tokenizer_cache_dir(gguf).exists()
+
+
+def test_a_cached_load_does_not_import_torch(gguf, tmp_path):
+    # AutoTokenizer's imports pull in torch (~3 s in every trainer and evaluation process); a cached
+    # plain fast tokenizer is read by PreTrainedTokenizerFast alone.
+    _from_gguf(gguf)
+    probe = ("import sys\nfrom rltf_jax.models.tokenizer import _from_gguf\n"
+             f"tokenizer = _from_gguf({gguf!r})\n"
+             "print(type(tokenizer).__name__, 'torch' in sys.modules, len(tokenizer))")
+    env = {**os.environ, "RLTF_JAX_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    name, imported_torch, size = done.stdout.split()
+    assert imported_torch == "False" and size == "49152", done.stdout
