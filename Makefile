@@ -27,10 +27,10 @@ train: install
 	$(PY) -m rltf_jax.train --config configs/default.py --workdir $(WORKDIR)
 
 test: install
-	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS) --dist loadfile
+	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: install
-	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS) --dist loadfile -m 'not slow'
+	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m 'not slow'
 
 bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -23,7 +23,8 @@ from rltf_jax.sandbox_client import SandboxClient, local_sandbox  # noqa: E402
 
 
 # The test files that run longest (several trainer processes each): collected first, so that
-# with two xdist workers (make test) neither is left alone with one of them at the end.
+# with two xdist workers (make test; --no-loadscope-reorder keeps this order instead of xdist's
+# files-with-most-tests-first) neither is left alone with one of them at the end.
 _LONGEST_FILES = ("test_multihost.py", "test_train.py", "test_learning_benchmark.py", "test_ppo_sharded.py")
 
 
