@@ -52,8 +52,10 @@ def episode_rewards(episode: Episode, tokenizer=None,
 
 def episode_batch(episodes: Sequence[Episode], *, batch_size: int, pad_id: int, max_turns: int,
                   tokenizer=None, reward_config: RLEFRewardConfig = RLEFRewardConfig(),
-                  length_multiple: int = 64) -> EpisodeBatch:
-    """Rows of the kept episodes (module docstring), padded to ``batch_size`` rows.
+                  length_multiple: int = 64, min_length: int = 1) -> EpisodeBatch:
+    """Rows of the kept episodes (module docstring), padded to ``batch_size`` rows and to the bucket
+    of the longest row or ``min_length`` (the longest over all processes of a multi-process step,
+    whose shares must have one T), whichever is longer.
 
     Returns an EpisodeBatch whose PPOBatch holds tokens [B, T] int32, attention_mask [B, T] bool,
     response_mask [B, T] bool, token_rewards [B, T] float32, group_ids [B] int32 (-1 on padding).
@@ -65,7 +67,7 @@ def episode_batch(episodes: Sequence[Episode], *, batch_size: int, pad_id: int, 
     if too_long:
         raise ValueError(f"episodes with more than max_turns={max_turns} replies: {too_long[:3]}")
     sequences = [e.token_sequence() for e in kept]
-    length = bucket_length(max((len(s[0]) for s in sequences), default=1), length_multiple)
+    length = bucket_length(max([len(s[0]) for s in sequences] + [min_length, 1]), length_multiple)
     tokens = np.full((batch_size, length), pad_id, np.int32)
     attention = np.zeros((batch_size, length), bool)
     response = np.zeros((batch_size, length), bool)
@@ -85,25 +87,52 @@ def episode_batch(episodes: Sequence[Episode], *, batch_size: int, pad_id: int, 
     return EpisodeBatch(batch, turn_ids, positions, list(kept))
 
 
+def longest_episode(episodes: Sequence[Episode]) -> int:
+    """Tokens in the longest kept episode's row (0 if none is kept)."""
+    return max((len(e.token_sequence()[0]) for e in episodes if not e.dropped), default=0)
+
+
 def episode_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
     """Flat metrics of a batch of episodes (final pass rate on private tests, turns, no-code...)."""
+    return ratios_of(episode_metric_sums(episodes))
+
+
+EPISODE_COUNTS = ("episodes/total", "episodes/dropped")  # plain counts: their sum is the metric
+
+
+def ratios_of(sums: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """{name: (sum, count)} -> {name: sum / count}, or the sum itself for EPISODE_COUNTS; rates
+    with a zero count are left out (the later-turn rates are 0.0 then)."""
+    metrics = {k: total if k in EPISODE_COUNTS else total / count
+               for k, (total, count) in sums.items() if count or k in EPISODE_COUNTS}
+    if "episodes/final_pass_rate" in metrics:  # some episode was kept: rates over later turns exist
+        for key in ("episodes/context_mismatch", "episodes/repeated_code"):
+            metrics.setdefault(key, 0.0)
+    return metrics
+
+
+def episode_metric_sums(episodes: Sequence[Episode]) -> dict[str, tuple[float, float]]:
+    """`episode_metrics` as (sum, count) pairs, which add up exactly over the processes of a
+    multi-process step (multihost.combine_sums) where means of means would not."""
     kept = [e for e in episodes if not e.dropped]
-    metrics = {"episodes/total": float(len(episodes)), "episodes/dropped": float(len(episodes) - len(kept))}
-    if not kept:
-        return metrics
     turns = [t for e in kept for t in e.turns]
     later = [t for e in kept for t in e.turns[1:]]
-    metrics.update({
-        "episodes/final_pass_rate": float(np.mean([e.final_passed for e in kept])),
-        "episodes/first_turn_public_pass": float(np.mean([e.turn_passed_public(0) for e in kept])),
-        "episodes/turns": float(np.mean([len(e.turns) for e in kept])),
-        "episodes/no_code": float(np.mean([t.extracted is None for t in turns])),
-        "episodes/truncated": float(np.mean([t.truncated for t in turns])),
-        "episodes/reply_tokens": float(np.mean([len(t.reply_ids) for t in turns])),
-        "episodes/context_mismatch": float(np.mean([not t.context_matches for t in later])) if later else 0.0,
-        # replies after a public-test failure that resubmit the failed program unchanged
-        "episodes/repeated_code": float(np.mean(np.concatenate([
-            repeated_programs([t.extracted.program if t.extracted else None for t in e.turns])[1:]
-            for e in kept]))) if later else 0.0,
-    })
-    return metrics
+    # replies after a public-test failure that resubmit the failed program unchanged
+    repeated = [r for e in kept for r in
+                repeated_programs([t.extracted.program if t.extracted else None for t in e.turns])[1:]]
+
+    def mean_of(values) -> tuple[float, float]:
+        return float(np.sum(values)) if len(values) else 0.0, float(len(values))
+
+    return {
+        "episodes/total": (float(len(episodes)), 1.0),
+        "episodes/dropped": (float(len(episodes) - len(kept)), 1.0),
+        "episodes/final_pass_rate": mean_of([e.final_passed for e in kept]),
+        "episodes/first_turn_public_pass": mean_of([e.turn_passed_public(0) for e in kept]),
+        "episodes/turns": mean_of([len(e.turns) for e in kept]),
+        "episodes/no_code": mean_of([t.extracted is None for t in turns]),
+        "episodes/truncated": mean_of([t.truncated for t in turns]),
+        "episodes/reply_tokens": mean_of([len(t.reply_ids) for t in turns]),
+        "episodes/context_mismatch": mean_of([not t.context_matches for t in later]),
+        "episodes/repeated_code": mean_of(repeated),
+    }

@@ -4,6 +4,8 @@ One episode per (problem, sample), all run together, turn by turn:
 
     turn k:  prompt_k  = chat template over [user task, reply_1, feedback_1, ..., feedback_{k-1}]
              replies   = source.generate(prompts of all still-active episodes)      # one call
+                         (each episode samples with its own step-wide row id, so what it draws
+                         does not depend on which other episodes are still running)
              results   = sandbox.execute_batch(each reply's code on its *public* tests)
              (+ one batched round of call-mode probes for the actual values of wrong answers)
              an episode ends when its code passes the public tests, at k == max_turns,
@@ -48,7 +50,8 @@ class ReplySource(Protocol):
     """Anything that answers prompts like `rltf_jax.sampling.Sampler.generate`."""
 
     def generate(self, prompts: list[str], params: SamplingParams, rng, *,
-                 prompt_ids: Sequence[Sequence[int]] | None = None) -> Rollout: ...
+                 prompt_ids: Sequence[Sequence[int]] | None = None,
+                 row_ids: Sequence[int] | None = None) -> Rollout: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,10 +107,12 @@ class Turn:
 
 @dataclasses.dataclass
 class Episode:
-    """A conversation on one problem; ``group_id`` numbers the problem within the batch."""
+    """A conversation on one problem; ``group_id`` numbers the problem within the step, ``row_id``
+    the episode (its sampling row: `Sampler.generate(row_ids=...)`)."""
 
     problem: Problem
     group_id: int
+    row_id: int = 0
     turns: list[Turn] = dataclasses.field(default_factory=list)
     private_result: ExecutionResult | None = None
     dropped: bool = False                 # a sandbox_error hit it: never scored
@@ -163,8 +168,9 @@ class TextReplies:
             raise ValueError("TextReplies needs a stop_id (the tokenizer has no eos_token_id)")
 
     def generate(self, prompts: list[str], params: SamplingParams, rng, *,
-                 prompt_ids: Sequence[Sequence[int]] | None = None) -> Rollout:
-        del rng
+                 prompt_ids: Sequence[Sequence[int]] | None = None,
+                 row_ids: Sequence[int] | None = None) -> Rollout:
+        del rng, row_ids
         bos = self.tokenizer.bos_token
         if prompt_ids is None:
             prompt_ids = [self.tokenizer(p, add_special_tokens=not (bos and p.startswith(bos)))["input_ids"]
@@ -290,7 +296,7 @@ def _record_turn(episode: Episode, prompt: str, rollout: Rollout, row: int, para
 def run_episodes(source: ReplySource, tokenizer, client, problems: Sequence[Problem], *,
                  samples_per_problem: int, params: SamplingParams, rng,
                  config: EpisodeConfig = EpisodeConfig(),
-                 stop_ids: Sequence[int] | None = None) -> list[Episode]:
+                 stop_ids: Sequence[int] | None = None, first_problem: int = 0) -> list[Episode]:
     """Runs ``samples_per_problem`` episodes per problem (module docstring), turn-batched.
 
     Args:
@@ -298,8 +304,11 @@ def run_episodes(source: ReplySource, tokenizer, client, problems: Sequence[Prob
       client: a SandboxClient. params: sampling parameters of every turn.
       rng: a jax PRNG key; turn k samples with ``jax.random.fold_in(rng, k)``.
       stop_ids: ids that end a reply (default: the tokenizer's eos), to tell truncated replies.
+      first_problem: the step-wide index of ``problems[0]`` (a process's share of a multi-process
+        step), so group and row ids, hence the sampled tokens, are those of a 1-process step.
     Returns:
-      Episodes in problem-major order (``group_id`` = the problem's index in `problems`).
+      Episodes in problem-major order (``group_id`` = first_problem + the problem's index in
+      `problems`, ``row_id`` = group_id * samples_per_problem + the sample's index).
     """
     import jax
 
@@ -309,7 +318,8 @@ def run_episodes(source: ReplySource, tokenizer, client, problems: Sequence[Prob
     if missing:
         raise ValueError(f"problems without private tests cannot be graded: {missing[:5]}")
     stops = frozenset(int(s) for s in (stop_ids if stop_ids is not None else [tokenizer.eos_token_id]))
-    episodes = [Episode(problem, g) for g, problem in enumerate(problems) for _ in range(samples_per_problem)]
+    episodes = [Episode(problem, first_problem + g, (first_problem + g) * samples_per_problem + i)
+                for g, problem in enumerate(problems) for i in range(samples_per_problem)]
     active = list(episodes)
     pool: list[tuple[str, str]] = []
     feedback_rng = np.random.default_rng(config.seed)
@@ -319,7 +329,8 @@ def run_episodes(source: ReplySource, tokenizer, client, problems: Sequence[Prob
         prompts = [build_prompt(e.problem, tokenizer, style="chat", system_prompt=config.system_prompt,
                                 turns=[(t.text, t.feedback) for t in e.turns]) for e in active]
         contexts = [_context_ids(e, prompt, tokenizer) for e, prompt in zip(active, prompts)] if k else None
-        rollout = source.generate(prompts, params, jax.random.fold_in(rng, k), prompt_ids=contexts)
+        rollout = source.generate(prompts, params, jax.random.fold_in(rng, k), prompt_ids=contexts,
+                                  row_ids=[e.row_id for e in active])
         for row, (episode, prompt) in enumerate(zip(active, prompts)):
             _record_turn(episode, prompt, rollout, row, params, stops, tokenizer)
         returned = _run_public_tests(client, active, config)

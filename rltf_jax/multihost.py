@@ -54,6 +54,19 @@ def combine_metrics(metrics: dict[str, float]) -> dict[str, float]:
             for i, k in enumerate(keys)}
 
 
+def combine_sums(sums: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """{name: (sum, count)} of this process's share -> of the whole step (both summed over the
+    processes; every process must call it with the same names)."""
+    if jax.process_count() == 1:
+        return sums
+    from jax.experimental import multihost_utils
+    keys = sorted(sums)
+    gathered = np.asarray(multihost_utils.process_allgather(
+        np.asarray([sums[k] for k in keys], np.float64)))  # [processes, keys, 2]
+    total = gathered.sum(axis=0)
+    return {k: (float(total[i, 0]), float(total[i, 1])) for i, k in enumerate(keys)}
+
+
 def global_batch(batch, mesh, batch_axes):
     """A NamedTuple of this process's [rows, ...] numpy arrays -> the same NamedTuple of global
     jax.Arrays [processes × rows, ...], rows sharded over `batch_axes` of `mesh` (the identity in a

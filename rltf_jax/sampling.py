@@ -319,17 +319,28 @@ class Sampler:
         return self._jitted[key]
 
     def generate(self, prompts: list[str], params: SamplingParams, rng: jax.Array, *,
-                 row_offset: int = 0, prompt_ids: Sequence[Sequence[int]] | None = None) -> Rollout:
+                 row_offset: int = 0, prompt_ids: Sequence[Sequence[int]] | None = None,
+                 row_ids: Sequence[int] | None = None) -> Rollout:
         """Samples one response per prompt (duplicate prompts for several samples per problem).
 
         row_offset: global index of the first prompt. Prompt i draws its tokens from (rng,
         row_offset + i) alone, so a batch split over processes samples what one process would.
+        row_ids: instead of row_offset, each prompt's own global index (distinct; multi-turn
+        episodes pass their episodes' step-wide indices, so turn k of an episode draws the same
+        tokens whichever other episodes are still running and on whichever process).
         prompt_ids: the prompts' token ids, used as given instead of encoding `prompts` (multi-turn
         episodes pass the joined ids of earlier turns, so the model conditions on exactly them)."""
         if not prompts:
             raise ValueError("generate() needs at least one prompt")
         if prompt_ids is not None and len(prompt_ids) != len(prompts):
             raise ValueError(f"{len(prompt_ids)} prompt_ids for {len(prompts)} prompts")
+        if row_ids is None:
+            row_ids = np.arange(row_offset, row_offset + len(prompts))
+        row_ids = np.asarray(row_ids, np.int64)
+        if row_ids.shape != (len(prompts),) or len(np.unique(row_ids)) != len(prompts) or \
+                row_ids.min() < 0 or row_ids.max() >= 2 ** 30:
+            raise ValueError(f"row_ids must be {len(prompts)} distinct non-negative int32 ids, one per "
+                             f"prompt; got {row_ids.tolist()[:8]}")
         rows = self._tokenize(prompts) if prompt_ids is None else [[int(t) for t in r] for r in prompt_ids]
         if min(len(r) for r in rows) == 0:
             raise ValueError("empty prompt after tokenization")
@@ -340,8 +351,8 @@ class Sampler:
                         p, n, self.config.max_position_embeddings)
         chunk = self.max_rows(p + n)
         if len(rows) <= chunk:
-            return self._generate_rows(rows, p, n, params, rng, row_offset)
-        parts = [self._generate_rows(rows[i:i + chunk], p, n, params, rng, row_offset + i, batch=chunk)
+            return self._generate_rows(rows, p, n, params, rng, row_ids)
+        parts = [self._generate_rows(rows[i:i + chunk], p, n, params, rng, row_ids[i:i + chunk], batch=chunk)
                  for i in range(0, len(rows), chunk)]
         return Rollout(*(np.concatenate(arrays) for arrays in list(zip(*parts))[:5]),
                        [text for part in parts for text in part.texts])
@@ -361,14 +372,15 @@ class Sampler:
         return max(rows - rows % self._batch_multiple(), self._batch_multiple())
 
     def _generate_rows(self, rows: list[list[int]], p: int, n: int, params: SamplingParams, rng,
-                       row_offset: int, batch: int = 1) -> Rollout:
+                       rows_ids: np.ndarray, batch: int = 1) -> Rollout:
         """One compiled call: token id rows left-padded to the prompt bucket p, n new-token slots,
-        a batch bucket of at least `batch` rows."""
+        a batch bucket of at least `batch` rows; row r samples with key id `rows_ids[r]`."""
         n_rows = len(rows)
         b = self._rows_bucket(max(n_rows, batch))
         tokens, mask = self._left_pad(rows, b, p)
         active = np.arange(b) < n_rows
-        row_ids = (np.arange(b) + row_offset).astype(np.int32)
+        # padding rows (inactive, their tokens discarded) take ids past the real ones
+        row_ids = np.concatenate([rows_ids, rows_ids.max() + 1 + np.arange(b - n_rows)]).astype(np.int32)
         prompt_tokens, prompt_mask, prompt_rows = tokens, mask, np.arange(b, dtype=np.int32)
         if self.share_prompt_prefill:
             first = {}  # prompt ids -> index among the distinct prompts

@@ -142,8 +142,8 @@ class Trainer:
         count = jax.process_count()
         if count == 1:
             return
-        if self.method != "rltf":
-            raise ValueError(f"config.method={self.method!r}: multi-process runs support 'rltf' only so far")
+        if self.method not in ("rltf", "rlef"):
+            raise ValueError(f"config.method={self.method!r}: multi-process runs support 'rltf' and 'rlef'")
         if config.buffer.replay_samples:
             raise ValueError("buffer.replay_samples > 0 is not supported in multi-process runs yet")
         if config.supervised.every:
@@ -188,14 +188,14 @@ class Trainer:
     def _generate(self, step: int):
         if self.method == "supervised":  # nothing to sample: the step's problems and their solutions
             return self.stream.for_step(step)
+        problems, first = multihost.process_share(self.stream.for_step(step))
         if self.method == "rlef":  # episodes run their own public/private tests turn by turn
             return run_episodes(
-                self.sampler, self.tokenizer, self.client, self.stream.for_step(step),
+                self.sampler, self.tokenizer, self.client, problems,
                 samples_per_problem=self.config.rollout.samples_per_problem, params=self.sampling_params(),
                 rng=self.step_key(step), config=EpisodeConfig(max_turns=self.config.rlef.max_turns,
                                                               limits=self.limits),
-                stop_ids=self.loaded.config.eos_token_ids)
-        problems, first = multihost.process_share(self.stream.for_step(step))
+                stop_ids=self.loaded.config.eos_token_ids, first_problem=first)
         return loop.sample_programs(
             self.sampler, self.tokenizer, problems,
             samples_per_problem=self.config.rollout.samples_per_problem, params=self.sampling_params(),
@@ -258,12 +258,13 @@ class Trainer:
             metrics["time/score_s"] = time.perf_counter() - score_started
             return metrics
         if self.method == "rlef":
-            episodes = programs
+            episodes = programs  # this process's share of the step's episodes
             turns = rlef_batch.episode_batch(
-                episodes, batch_size=rows, pad_id=self.pad_id, max_turns=config.rlef.max_turns,
-                tokenizer=self.tokenizer, reward_config=self.rlef_rewards)
+                episodes, batch_size=rows // jax.process_count(), pad_id=self.pad_id,
+                max_turns=config.rlef.max_turns, tokenizer=self.tokenizer, reward_config=self.rlef_rewards,
+                min_length=multihost.agree_max(rlef_batch.longest_episode(episodes)))
             batch = turns.ppo._replace(turn_ids=turns.turn_ids, value_positions=turns.value_positions)
-            metrics = rlef_batch.episode_metrics(episodes)
+            metrics = rlef_batch.ratios_of(multihost.combine_sums(rlef_batch.episode_metric_sums(episodes)))
         else:
             samples, metrics = loop.score_rollout(programs, results, self.tokenizer, self.reward_config)
             metrics = multihost.combine_metrics(metrics)

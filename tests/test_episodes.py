@@ -9,7 +9,8 @@ import pytest
 
 from rltf_jax import ppo
 from rltf_jax.data import load_problems
-from rltf_jax.episode_batch import episode_batch, episode_metrics, episode_rewards
+from rltf_jax.episode_batch import (episode_batch, episode_metric_sums, episode_metrics, episode_rewards,
+                                   longest_episode, ratios_of)
 from rltf_jax.episodes import EpisodeConfig, TextReplies, run_episodes
 from rltf_jax.models import load_model
 from rltf_jax.rewards.rlef import RLEFRewardConfig
@@ -100,6 +101,14 @@ def test_loss_mask_covers_exactly_the_replies(tokenizer, client, problems):
         assert batch.ppo.token_rewards[row][~mask].sum() == 0.0
     assert not batch.ppo.attention_mask[2].any() and batch.ppo.group_ids.tolist() == [0, 1, -1]
     assert episode_metrics(episodes)["episodes/final_pass_rate"] == pytest.approx(0.5)
+    # a multi-process step adds each process's (sum, count) pairs: exactly the 1-process metrics
+    shares = [episode_metric_sums(episodes[:1]), episode_metric_sums(episodes[1:])]
+    added = {k: tuple(map(sum, zip(*(share[k] for share in shares)))) for k in shares[0]}
+    assert ratios_of(added) == pytest.approx(episode_metrics(episodes))
+    assert ratios_of(shares[0])["episodes/final_pass_rate"] != ratios_of(shares[1])["episodes/final_pass_rate"]
+    assert longest_episode(episodes) == int(batch.ppo.attention_mask.sum(axis=1).max())
+    padded = episode_batch(episodes, batch_size=3, pad_id=0, max_turns=3, tokenizer=tokenizer, min_length=2000)
+    assert padded.ppo.tokens.shape[1] >= 2000 and padded.ppo.response_mask.sum() == batch.ppo.response_mask.sum()
 
 
 def test_random_feedback_ablation_shows_another_problems_feedback(tokenizer, client, problems):

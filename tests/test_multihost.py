@@ -1,7 +1,8 @@
 """Multi-host training on this machine: 2 CPU processes on localhost (jax.distributed + gloo), each
 sampling, executing and scoring its share of every step, one sharded PPO update over both, Orbax
 checkpoints written and restored by both. Stopped after 2 steps and resumed to 3, the run must match
-an uninterrupted 1-process run on a 2-device mesh step for step."""
+an uninterrupted 1-process run on a 2-device mesh step for step. RLEF's multi-turn episodes, split
+over the processes the same way, must match too."""
 
 import json
 import os
@@ -25,27 +26,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _command(workdir, steps):
+def _command(workdir, steps, *extra):
     return [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
-            f"--config.total_steps={steps}", "--config.checkpoint.every=1", "--workdir", str(workdir)]
+            f"--config.total_steps={steps}", "--config.checkpoint.every=1", "--workdir", str(workdir), *extra]
 
 
-def _single(workdir, steps):
+def _single(workdir, steps, *extra):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    done = subprocess.run(_command(workdir, steps), cwd=ROOT, env=env, capture_output=True, text=True,
+    done = subprocess.run(_command(workdir, steps, *extra), cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _two_processes(workdir, steps):
+def _two_processes(workdir, steps, *extra):
     port = _free_port()
     procs = []
     for index in range(2):
         env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
                "RLTF_COORDINATOR": f"127.0.0.1:{port}", "RLTF_NUM_PROCESSES": "2",
                "RLTF_PROCESS_ID": str(index)}
-        procs.append(subprocess.Popen(_command(workdir, steps), cwd=ROOT, env=env, text=True,
+        procs.append(subprocess.Popen(_command(workdir, steps, *extra), cwd=ROOT, env=env, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     outputs = []
     try:
@@ -81,3 +82,21 @@ def test_two_processes_match_one_process_and_resume_across_processes(tmp_path):
     # the metrics are logged once (process 0), not once per process
     lines = [m for m in read_metrics(str(multi_dir / "metrics.jsonl")) if m.get("step") == 1]
     assert len(lines) == 1
+
+
+def test_rlef_episodes_over_two_processes_match_one_process(tmp_path):
+    # Each process runs the episodes of its share of the problems; every episode samples with its
+    # own step-wide row id, so the 2-process step is the 1-process step: same replies (log π),
+    # same turn-level values, the same update over two length groups.
+    rlef = ("--config.method=rlef", "--config.ppo.advantage=turn", "--config.ppo.length_groups=2",
+            "--config.eval.before_and_after=False")
+    assert _two_processes(tmp_path / "multi", 1, *rlef)["step"] == 1
+    assert _single(tmp_path / "single", 1, *rlef)["step"] == 1
+    (multi,) = read_metrics(str(tmp_path / "multi" / "metrics.jsonl"))  # one line: process 0 logs
+    (single,) = read_metrics(str(tmp_path / "single" / "metrics.jsonl"))
+    # the tiny random model never writes code: 4 episodes of 3 replies, -1 - 3 x 0.2 each
+    assert multi["episodes/total"] == single["episodes/total"] == 4.0
+    assert multi["reward/env_per_seq"] == pytest.approx(-1.6)
+    for key in ("episodes/turns", "episodes/reply_tokens", "episodes/truncated", "policy/logprob",
+                "kl/k3", "loss/policy", "loss/value", "optim/grad_norm"):
+        assert multi[key] == pytest.approx(single[key], rel=1e-4, abs=1e-6), (key, multi[key], single[key])

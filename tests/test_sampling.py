@@ -65,6 +65,22 @@ def test_same_key_same_sample_different_key_differs(sampler):
     assert not np.array_equal(a.response_tokens, c.response_tokens)
 
 
+def test_a_row_id_draws_the_same_tokens_in_any_batch(sampler):
+    # multi-turn episodes pass their own row ids: a row's draw must not depend on its neighbours
+    prompts = [PROMPTS[0], PROMPTS[1], PROMPTS[0] + " # again"]
+    params = SamplingParams(max_new_tokens=12, temperature=1.0)
+    whole = sampler.generate(prompts, params, jax.random.key(4), row_ids=[7, 2, 11])
+    alone = sampler.generate([prompts[2]], params, jax.random.key(4), row_ids=[11])
+    np.testing.assert_array_equal(whole.response_tokens[2], alone.response_tokens[0])
+    by_offset = sampler.generate(prompts[1:], params, jax.random.key(4), row_offset=2)  # rows 2, 3
+    np.testing.assert_array_equal(whole.response_tokens[1], by_offset.response_tokens[0])
+    other_id = sampler.generate([prompts[0]], params, jax.random.key(4), row_ids=[8])
+    assert not np.array_equal(whole.response_tokens[0], other_id.response_tokens[0])
+    for bad in ([1, 1, 2], [0, 1], [-1, 0, 1]):
+        with pytest.raises(ValueError, match="row_ids must be 3 distinct"):
+            sampler.generate(prompts, params, jax.random.key(4), row_ids=bad)
+
+
 def test_top_k_1_is_greedy(sampler):
     greedy = sampler.generate(PROMPTS, SamplingParams(max_new_tokens=10, greedy=True), jax.random.key(0))
     top1 = sampler.generate(PROMPTS, SamplingParams(max_new_tokens=10, top_k=1), jax.random.key(5))
