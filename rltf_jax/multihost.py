@@ -68,7 +68,7 @@ def combine_sums(sums: dict[str, tuple[float, float]]) -> dict[str, tuple[float,
 
 
 def global_batch(batch, mesh, batch_axes):
-    """A NamedTuple of this process's [rows, ...] numpy arrays -> the same NamedTuple of global
+    """A NamedTuple (or dict) of this process's [rows, ...] numpy arrays -> the same of global
     jax.Arrays [processes × rows, ...], rows sharded over `batch_axes` of `mesh` (the identity in a
     single process: jit places numpy inputs itself)."""
     if jax.process_count() == 1:
@@ -80,4 +80,6 @@ def global_batch(batch, mesh, batch_axes):
         spec = PartitionSpec(batch_axes, *([None] * (x.ndim - 1)))
         return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), x)
 
+    if isinstance(batch, dict):
+        return {k: to_global(v) for k, v in batch.items()}
     return type(batch)(*(to_global(x) for x in batch))

@@ -142,13 +142,12 @@ class Trainer:
         count = jax.process_count()
         if count == 1:
             return
-        if self.method not in ("rltf", "rlef"):
-            raise ValueError(f"config.method={self.method!r}: multi-process runs support 'rltf' and 'rlef'")
         if config.buffer.replay_samples:
             raise ValueError("buffer.replay_samples > 0 is not supported in multi-process runs yet")
-        if config.supervised.every:
-            raise ValueError("supervised.every > 0 is not supported in multi-process runs yet")
         multihost.process_share(range(config.data.problems_per_step))  # divisible by the process count
+        if (self.method == "supervised" or config.supervised.every) and config.supervised.batch_size % count:
+            raise ValueError(f"supervised.batch_size={config.supervised.batch_size} rows cannot be split "
+                             f"evenly over {count} processes; make it a multiple of the process count")
 
     def _sandbox_client(self) -> SandboxClient:
         sandbox = self.config.sandbox
@@ -286,8 +285,9 @@ class Trainer:
             self.state = update_kl_coef(self.state, float(update_metrics["kl/seq_k1"]), rows,
                                         self.ppo_config)
         if config.supervised.every and (step + 1) % config.supervised.every == 0:
-            problems = list({p.id: p for p in getattr(programs, "problems", [])}.values()) or \
-                self.stream.for_step(step)
+            # (a process's rollout holds its share only; the supervised batch is built from all)
+            problems = (list({p.id: p for p in getattr(programs, "problems", [])}.values())
+                        if jax.process_count() == 1 else []) or self.stream.for_step(step)
             update_metrics.update(self.supervised_step(problems, set_weights=False))
         self.sampler.set_weights(self.state.policy)
         metrics.update({k: float(v) for k, v in update_metrics.items()})
@@ -311,6 +311,10 @@ class Trainer:
         started = time.perf_counter()
         batch = supervised_batch(problems, self.tokenizer, batch_size=self.config.supervised.batch_size,
                                  pad_id=self.pad_id, style=self.config.data.prompt_style)
+        if jax.process_count() > 1:  # every process built the same rows: each hands in its share
+            rows, first = multihost.process_share(range(len(batch["tokens"])))
+            batch = multihost.global_batch({k: v[first:first + len(rows)] for k, v in batch.items()},
+                                           self.mesh, sharding.BATCH_AXES)
         self.state, metrics = self.supervised_update(self.state, batch)
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         if set_weights:

@@ -87,9 +87,11 @@ def test_two_processes_match_one_process_and_resume_across_processes(tmp_path):
 def test_rlef_episodes_over_two_processes_match_one_process(tmp_path):
     # Each process runs the episodes of its share of the problems; every episode samples with its
     # own step-wide row id, so the 2-process step is the 1-process step: same replies (log π),
-    # same turn-level values, the same update over two length groups.
+    # same turn-level values, the same update over two length groups; then the same supervised
+    # step on reference solutions (supervised.every), each process feeding half its rows.
     rlef = ("--config.method=rlef", "--config.ppo.advantage=turn", "--config.ppo.length_groups=2",
-            "--config.eval.before_and_after=False")
+            "--config.eval.before_and_after=False", "--config.supervised.every=1",
+            "--config.supervised.batch_size=4")
     assert _two_processes(tmp_path / "multi", 1, *rlef)["step"] == 1
     assert _single(tmp_path / "single", 1, *rlef)["step"] == 1
     (multi,) = read_metrics(str(tmp_path / "multi" / "metrics.jsonl"))  # one line: process 0 logs
@@ -98,5 +100,6 @@ def test_rlef_episodes_over_two_processes_match_one_process(tmp_path):
     assert multi["episodes/total"] == single["episodes/total"] == 4.0
     assert multi["reward/env_per_seq"] == pytest.approx(-1.6)
     for key in ("episodes/turns", "episodes/reply_tokens", "episodes/truncated", "policy/logprob",
-                "kl/k3", "loss/policy", "loss/value", "optim/grad_norm"):
+                "kl/k3", "loss/policy", "loss/value", "optim/grad_norm", "supervised/nll",
+                "supervised/tokens", "supervised/grad_norm"):
         assert multi[key] == pytest.approx(single[key], rel=1e-4, abs=1e-6), (key, multi[key], single[key])
