@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from typing import Any, Mapping
 
@@ -48,9 +49,7 @@ class MetricsLogger:
             return
         os.makedirs(workdir, exist_ok=True)
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
-        from tensorboardX import SummaryWriter  # imported here: only the main process needs it
-
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._tb = _summary_writer(os.path.join(workdir, "tensorboard"))
         if progress:
             from tqdm.auto import tqdm
 
@@ -131,3 +130,20 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
             elif "step" in record and "event" not in record:
                 records.append(record)
     return records
+
+
+def _summary_writer(logdir: str):
+    """A tensorboardX SummaryWriter, imported without torch.
+
+    tensorboardX imports torch when it is installed (~2 s, for its torch helpers, which scalars do
+    not need). Unless the process already has torch, the import runs with torch marked missing, and
+    the mark is removed again, so a later `import torch` works as usual."""
+    blocked = "torch" not in sys.modules
+    if blocked:
+        sys.modules["torch"] = None  # `import torch` raises ImportError while this is set
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if blocked and sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return SummaryWriter(logdir)

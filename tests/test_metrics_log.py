@@ -1,5 +1,9 @@
 """metrics.jsonl: what MetricsLogger writes and read_metrics gives back, across an interrupted run."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from rltf_jax.metrics import MetricsLogger, read_metrics
@@ -29,3 +33,16 @@ def test_a_corrupt_line_is_named(tmp_path):
     path.write_text('{"step": 1}\n{"step": 2, "loss\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a JSON line"):
         read_metrics(str(path))
+
+
+def test_the_tensorboard_writer_loads_without_torch_and_torch_still_imports(tmp_path):
+    # tensorboardX imports torch when installed (~2 s in every trainer process); our writer does not
+    probe = ("import sys\nfrom rltf_jax.metrics import MetricsLogger\n"
+             f"logger = MetricsLogger({str(tmp_path)!r}, total_steps=1, progress=False)\n"
+             "logger.log(1, {'loss': 0.5})\nlogger.close()\nprint('torch' in sys.modules)\n"
+             "import torch\nprint(float(torch.ones(3).sum()))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "3.0"]
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tensorboard"))
