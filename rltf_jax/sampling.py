@@ -40,7 +40,8 @@ from flax import nnx
 
 from rltf_jax.kernels.decode_attention import use_fused_attention
 from rltf_jax.models.decode import TILE, forward_unrolled, init_layer_cache, logits_unrolled, unstack_weights
-from rltf_jax.sampling_shapes import SEGMENT_MIN_SLOTS, bucket_size, decode_segments, prompt_bucket_size
+from rltf_jax.sampling_shapes import (SEGMENT_MIN_SLOTS, bucket_size, decode_segments, prompt_bucket_size,
+                                     sampling_row_ids)
 from rltf_jax.token_sampling import sample_tokens
 
 log = logging.getLogger(__name__)
@@ -325,22 +326,15 @@ class Sampler:
 
         row_offset: global index of the first prompt. Prompt i draws its tokens from (rng,
         row_offset + i) alone, so a batch split over processes samples what one process would.
-        row_ids: instead of row_offset, each prompt's own global index (distinct; multi-turn
-        episodes pass their episodes' step-wide indices, so turn k of an episode draws the same
-        tokens whichever other episodes are still running and on whichever process).
+        row_ids: instead of row_offset, each prompt's own distinct global index (multi-turn episodes
+        pass their step-wide indices: an episode's draw does not depend on the others running).
         prompt_ids: the prompts' token ids, used as given instead of encoding `prompts` (multi-turn
         episodes pass the joined ids of earlier turns, so the model conditions on exactly them)."""
         if not prompts:
             raise ValueError("generate() needs at least one prompt")
         if prompt_ids is not None and len(prompt_ids) != len(prompts):
             raise ValueError(f"{len(prompt_ids)} prompt_ids for {len(prompts)} prompts")
-        if row_ids is None:
-            row_ids = np.arange(row_offset, row_offset + len(prompts))
-        row_ids = np.asarray(row_ids, np.int64)
-        if row_ids.shape != (len(prompts),) or len(np.unique(row_ids)) != len(prompts) or \
-                row_ids.min() < 0 or row_ids.max() >= 2 ** 30:
-            raise ValueError(f"row_ids must be {len(prompts)} distinct non-negative int32 ids, one per "
-                             f"prompt; got {row_ids.tolist()[:8]}")
+        row_ids = sampling_row_ids(len(prompts), row_offset, row_ids)
         rows = self._tokenize(prompts) if prompt_ids is None else [[int(t) for t in r] for r in prompt_ids]
         if min(len(r) for r in rows) == 0:
             raise ValueError("empty prompt after tokenization")

@@ -7,6 +7,21 @@ no coarser than they need to be.
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
+
+
+def sampling_row_ids(rows: int, row_offset: int = 0, row_ids: Sequence[int] | None = None) -> np.ndarray:
+    """The sampling-key id of each of `rows` prompts: `row_ids` as given, else row_offset + i.
+    [rows] int64; raises ValueError unless they are distinct, non-negative and fit int32 with room
+    for the padding rows' ids after them."""
+    ids = np.arange(row_offset, row_offset + rows) if row_ids is None else np.asarray(row_ids, np.int64)
+    if ids.shape != (rows,) or len(np.unique(ids)) != rows or ids.min() < 0 or ids.max() >= 2 ** 30:
+        raise ValueError(f"row_ids must be {rows} distinct non-negative int32 ids, one per prompt; "
+                         f"got {ids.tolist()[:8]}")
+    return ids
+
 
 def bucket_size(n: int, minimum: int = 16) -> int:
     """Smallest power of two >= max(n, minimum)."""
