@@ -41,15 +41,19 @@ def agree_max(value: int) -> int:
     return int(np.max(multihost_utils.process_allgather(np.asarray(value, np.int64))))
 
 
+def _gathered(values) -> np.ndarray:
+    """This process's float array [...] -> every process's, [processes, ...] (all must call it)."""
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(np.asarray(values, np.float64)))
+
+
 def combine_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """Host metrics of this process's share -> the step's: counts summed, rates averaged (the
     shares are equal in size). Every process must call it with the same keys."""
     if jax.process_count() == 1:
         return metrics
-    from jax.experimental import multihost_utils
     keys = sorted(metrics)
-    gathered = np.asarray(multihost_utils.process_allgather(
-        np.asarray([metrics[k] for k in keys], np.float64)))  # [processes, keys]
+    gathered = _gathered([metrics[k] for k in keys])  # [processes, keys]
     return {k: float(gathered[:, i].sum() if k in SUMMED_METRICS else gathered[:, i].mean())
             for i, k in enumerate(keys)}
 
@@ -59,11 +63,8 @@ def combine_sums(sums: dict[str, tuple[float, float]]) -> dict[str, tuple[float,
     processes; every process must call it with the same names)."""
     if jax.process_count() == 1:
         return sums
-    from jax.experimental import multihost_utils
     keys = sorted(sums)
-    gathered = np.asarray(multihost_utils.process_allgather(
-        np.asarray([sums[k] for k in keys], np.float64)))  # [processes, keys, 2]
-    total = gathered.sum(axis=0)
+    total = _gathered([sums[k] for k in keys]).sum(axis=0)  # [keys, 2]
     return {k: (float(total[i, 0]), float(total[i, 1])) for i, k in enumerate(keys)}
 
 
