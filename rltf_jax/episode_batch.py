@@ -12,7 +12,7 @@ Episodes hit by a sandbox failure (``dropped``) are left out; their rows are pad
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -52,10 +52,10 @@ def episode_rewards(episode: Episode, tokenizer=None,
 
 def episode_batch(episodes: Sequence[Episode], *, batch_size: int, pad_id: int, max_turns: int,
                   tokenizer=None, reward_config: RLEFRewardConfig = RLEFRewardConfig(),
-                  length_multiple: int = 64, min_length: int = 1) -> EpisodeBatch:
+                  length_multiple: int = 64, agree: Callable[[int], int] = int) -> EpisodeBatch:
     """Rows of the kept episodes (module docstring), padded to ``batch_size`` rows and to the bucket
-    of the longest row or ``min_length`` (the longest over all processes of a multi-process step,
-    whose shares must have one T), whichever is longer.
+    of ``agree(longest row)`` (``multihost.agree_max`` in a multi-process step: its shares must have
+    one T, the longest over all processes).
 
     Returns an EpisodeBatch whose PPOBatch holds tokens [B, T] int32, attention_mask [B, T] bool,
     response_mask [B, T] bool, token_rewards [B, T] float32, group_ids [B] int32 (-1 on padding).
@@ -67,7 +67,7 @@ def episode_batch(episodes: Sequence[Episode], *, batch_size: int, pad_id: int, 
     if too_long:
         raise ValueError(f"episodes with more than max_turns={max_turns} replies: {too_long[:3]}")
     sequences = [e.token_sequence() for e in kept]
-    length = bucket_length(max([len(s[0]) for s in sequences] + [min_length, 1]), length_multiple)
+    length = bucket_length(max(agree(max((len(s[0]) for s in sequences), default=0)), 1), length_multiple)
     tokens = np.full((batch_size, length), pad_id, np.int32)
     attention = np.zeros((batch_size, length), bool)
     response = np.zeros((batch_size, length), bool)
@@ -85,11 +85,6 @@ def episode_batch(episodes: Sequence[Episode], *, batch_size: int, pad_id: int, 
     batch = PPOBatch(tokens=tokens, attention_mask=attention, response_mask=response,
                      token_rewards=rewards, group_ids=groups)
     return EpisodeBatch(batch, turn_ids, positions, list(kept))
-
-
-def longest_episode(episodes: Sequence[Episode]) -> int:
-    """Tokens in the longest kept episode's row (0 if none is kept)."""
-    return max((len(e.token_sequence()[0]) for e in episodes if not e.dropped), default=0)
 
 
 def episode_metrics(episodes: Sequence[Episode]) -> dict[str, float]:

@@ -261,7 +261,7 @@ class Trainer:
             turns = rlef_batch.episode_batch(
                 episodes, batch_size=rows // jax.process_count(), pad_id=self.pad_id,
                 max_turns=config.rlef.max_turns, tokenizer=self.tokenizer, reward_config=self.rlef_rewards,
-                min_length=multihost.agree_max(rlef_batch.longest_episode(episodes)))
+                agree=multihost.agree_max)
             batch = turns.ppo._replace(turn_ids=turns.turn_ids, value_positions=turns.value_positions)
             metrics = rlef_batch.ratios_of(multihost.combine_sums(rlef_batch.episode_metric_sums(episodes)))
         else:

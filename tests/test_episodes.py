@@ -10,7 +10,7 @@ import pytest
 from rltf_jax import ppo
 from rltf_jax.data import load_problems
 from rltf_jax.episode_batch import (episode_batch, episode_metric_sums, episode_metrics, episode_rewards,
-                                   longest_episode, ratios_of)
+                                   ratios_of)
 from rltf_jax.episodes import EpisodeConfig, TextReplies, run_episodes
 from rltf_jax.models import load_model
 from rltf_jax.rewards.rlef import RLEFRewardConfig
@@ -106,8 +106,11 @@ def test_loss_mask_covers_exactly_the_replies(tokenizer, client, problems):
     added = {k: tuple(map(sum, zip(*(share[k] for share in shares)))) for k in shares[0]}
     assert ratios_of(added) == pytest.approx(episode_metrics(episodes))
     assert ratios_of(shares[0])["episodes/final_pass_rate"] != ratios_of(shares[1])["episodes/final_pass_rate"]
-    assert longest_episode(episodes) == int(batch.ppo.attention_mask.sum(axis=1).max())
-    padded = episode_batch(episodes, batch_size=3, pad_id=0, max_turns=3, tokenizer=tokenizer, min_length=2000)
+    # a multi-process step pads every share to the longest row over the processes (`agree`)
+    asked = []
+    padded = episode_batch(episodes, batch_size=3, pad_id=0, max_turns=3, tokenizer=tokenizer,
+                           agree=lambda longest: asked.append(longest) or 2000)
+    assert asked == [int(batch.ppo.attention_mask.sum(axis=1).max())]
     assert padded.ppo.tokens.shape[1] >= 2000 and padded.ppo.response_mask.sum() == batch.ppo.response_mask.sum()
 
 
