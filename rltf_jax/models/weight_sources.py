@@ -172,17 +172,21 @@ class GGUFSource:
         return tuple(int(d) for d in reversed(self.tensors[name].shape))
 
     def _dequantized(self, hf_name: str) -> np.ndarray:
-        if hf_name in self._cache:
-            self._cache.move_to_end(hf_name)
-            return self._cache[hf_name]
-        from gguf import GGMLQuantizationType
-        from gguf.quants import dequantize
-
         name = gguf_name(hf_name)
         if name not in self.tensors:
             raise MissingTensorError(f"tensor {name!r} (HF {hf_name!r}) not found in {self.path}")
+        return self.dequantized(name)
+
+    def dequantized(self, name: str) -> np.ndarray:
+        """GGUF tensor `name` as float32 in HF layout (Q/K rows un-permuted); the last 4 are kept."""
+        if name in self._cache:
+            self._cache.move_to_end(name)
+            return self._cache[name]
+        from gguf import GGMLQuantizationType
+        from gguf.quants import dequantize
+
         t = self.tensors[name]
-        shape = self.shape(hf_name)
+        shape = tuple(int(d) for d in reversed(t.shape))
         if t.tensor_type in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
             arr = np.asarray(t.data, dtype=np.float32).reshape(shape)
         else:
@@ -196,7 +200,7 @@ class GGUFSource:
             if ".attn_k." in name:
                 heads = int(self.field("llama.attention.head_count_kv", heads))
             arr = unpermute_gguf_qk(arr, heads)
-        self._cache[hf_name] = arr
+        self._cache[name] = arr
         if len(self._cache) > 4:
             self._cache.popitem(last=False)
         return arr
@@ -207,9 +211,12 @@ class GGUFSource:
 
 
 def open_source(path: str):
-    """A GGUFSource for a `.gguf` file, a SafetensorsSource for a HF folder."""
+    """A `.gguf` file's tensors (from their disk cache after the first load: gguf_cache.py), or a
+    SafetensorsSource for a HF folder."""
     if os.path.isfile(path) and path.endswith(".gguf"):
-        return GGUFSource(path)
+        from rltf_jax.models.gguf_cache import open_gguf
+
+        return open_gguf(path)
     if os.path.isdir(path):
         return SafetensorsSource(path)
     raise FileNotFoundError(f"{path!r} is neither a .gguf file nor a HF model folder")
