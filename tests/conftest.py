@@ -3,8 +3,9 @@
 Before jax is imported: one persistent XLA compilation cache for the whole test session (a fresh
 temporary folder each run, inherited by the xdist workers of `make test` and by the trainer and
 benchmark subprocesses the tests start), so the same tiny-model functions are not compiled again in
-every process. An explicit
-JAX_COMPILATION_CACHE_DIR in the environment is kept."""
+every process. An explicit JAX_COMPILATION_CACHE_DIR in the environment is kept. Likewise one
+folder, RLTF_JAX_TEST_SHARED_DIR, for what a test converts once and the others reuse
+(hf_reference.py)."""
 
 import os
 import shutil
@@ -14,6 +15,9 @@ _OWN_CACHE = not os.environ.get("JAX_COMPILATION_CACHE_DIR")
 if _OWN_CACHE:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="rltf_jax_test_xla_cache_")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+_OWN_SHARED_DIR = not os.environ.get("RLTF_JAX_TEST_SHARED_DIR")
+if _OWN_SHARED_DIR:
+    os.environ["RLTF_JAX_TEST_SHARED_DIR"] = tempfile.mkdtemp(prefix="rltf_jax_test_shared_")
 
 import pytest  # noqa: E402
 
@@ -39,6 +43,8 @@ def pytest_collection_modifyitems(session, config, items):
 def pytest_sessionfinish(session, exitstatus):
     if _OWN_CACHE:
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+    if _OWN_SHARED_DIR:
+        shutil.rmtree(os.environ["RLTF_JAX_TEST_SHARED_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

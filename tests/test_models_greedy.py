@@ -1,7 +1,5 @@
 """Greedy generation through the KV-cache sampler matches transformers' generate token for token."""
 
-import os
-
 import jax
 import numpy as np
 import pytest
@@ -9,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from hf_reference import smollm2_transformers  # noqa: E402
 from rltf_jax.models import load_model  # noqa: E402
 from rltf_jax.models.registry import smollm2_gguf_path  # noqa: E402
 from rltf_jax.models.tokenizer import load_tokenizer  # noqa: E402
@@ -57,8 +56,7 @@ def test_tiny_greedy_64_tokens_match_transformers(kind, tmp_path):
 @pytest.mark.slow
 def test_smollm2_greedy_64_tokens_match_transformers():
     loaded = load_model("smollm2-135m-instruct")
-    folder, fname = os.path.split(smollm2_gguf_path())
-    hf_model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    hf_model = smollm2_transformers()
     tok = loaded.tokenizer
     chat = tok.apply_chat_template([{"role": "user", "content": "Write a Python function that reverses "
                                      "a linked list, with a docstring and two examples."}],

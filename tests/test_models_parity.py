@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from rltf_jax.models import load_model  # noqa: E402
-from rltf_jax.models.registry import smollm2_gguf_path  # noqa: E402
+from hf_reference import smollm2_transformers  # noqa: E402
 
 TOL = 1e-4  # never loosen
 
@@ -97,10 +97,7 @@ def test_sharded_safetensors_index_loads(tmp_path):
 @pytest.fixture(scope="module")
 def smollm2_pair():
     """Our f32 SmolLM2 and transformers' SmolLM2 in float64, both from the wheel's GGUF."""
-    path = smollm2_gguf_path()
-    folder, fname = os.path.split(path)
-    hf_model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
-    return load_model("smollm2-135m-instruct"), hf_model.eval().double()
+    return load_model("smollm2-135m-instruct"), smollm2_transformers().double()
 
 
 PROMPTS = [
