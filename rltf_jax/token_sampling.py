@@ -9,8 +9,11 @@ model's own forward. So:
 - greedy: the first index of the row maximum (what argmax returns);
 - top-p: the nucleus is read from the `NUCLEUS_CANDIDATES` largest logits (`lax.top_k`) whenever
   they hold at least `top_p` of the probability mass, which makes that prefix exactly the nucleus
-  a full sort would give; a row whose candidates hold less (a very flat distribution) is drawn
-  from a full sort instead, computed only on steps where some row needs it;
+  a full sort would give; a row whose candidates hold less (a flat distribution: a random model,
+  or a small model at T = 1) takes the nucleus without sorting at all, computed only on steps
+  where some row needs it: two bisections over the logits' bit patterns find the value where the
+  nucleus ends and the value of the drawn token, ties broken by index as a stable sort does
+  (`_threshold_nucleus`; 8 ms against 75 ms for a sort at batch 4, 60-120 against 520-560 at 32);
 - top-k: the k candidates, renormalised (and the nucleus within them when top_p < 1), as before;
 - plain temperature: an inverse-CDF draw over the whole vocabulary.
 
@@ -84,10 +87,61 @@ def _draw_sorted(sorted_logits, sorted_ids, uniforms):
     return jnp.take_along_axis(sorted_ids, index[:, None], axis=-1)[:, 0].astype(jnp.int32), logp
 
 
-def _full_sort_nucleus(x, top_p, uniforms):
-    """The reference path: sort the whole vocabulary. x [B, V] -> (tokens [B], logp [B])."""
-    ids = jnp.argsort(-x, axis=-1).astype(jnp.int32)
-    return _draw_sorted(_nucleus(jnp.take_along_axis(x, ids, axis=-1), top_p), ids, uniforms)
+def _sortable_keys(x: jax.Array) -> jax.Array:
+    """float32 -> uint32 in the same order (a < b <=> key(a) < key(b); -inf is the lowest key, and
+    -0.0 is taken as 0.0, as comparisons take it)."""
+    bits = jax.lax.bitcast_convert_type(x + 0.0, jnp.uint32)
+    return jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(0x80000000))
+
+
+def _mass_level(keys: jax.Array, mass: jax.Array, limit: jax.Array) -> jax.Array:
+    """Per row, the smallest key t with sum(mass[keys > t]) < limit (bisection; the sum only falls as
+    t grows, and is 0 < limit at the row's largest key). keys [B, V] uint32, mass [B, V] >= 0,
+    limit [B] > 0 -> [B, 1] uint32: always one of the row's keys."""
+    def body(bounds):
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2
+        below_limit = jnp.sum(jnp.where(keys > mid[:, None], mass, 0.0), axis=-1) < limit
+        return jnp.where(below_limit, lo, mid + 1), jnp.where(below_limit, mid, hi)
+
+    bounds = (jnp.min(keys, axis=-1), jnp.max(keys, axis=-1))
+    return jax.lax.while_loop(lambda b: jnp.any(b[0] < b[1]), body, bounds)[1][:, None]
+
+
+def _rank_among(mask: jax.Array) -> jax.Array:
+    """[B, V] bool -> [B, V] int32: each True entry's 0-based rank among its row's True entries."""
+    return jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1
+
+
+def _threshold_nucleus(x, top_p, uniforms):
+    """The nucleus draw of a full sort (stable, descending), without sorting. x [B, V] float32
+    (tempered logits), uniforms [B] -> (tokens [B] int32, logp [B] under the renormalised nucleus).
+
+    In sorted order a token is kept when the mass ranked before it is < top_p, and the draw is the
+    first token whose cumulative mass reaches u x the nucleus mass. Both are value levels: the
+    smallest value whose strictly-larger mass is below the limit (`_mass_level`), then, among
+    tokens tied at that value, the rank in index order the limit falls on."""
+    keys = _sortable_keys(x)
+    log_total = jax.nn.logsumexp(x, axis=-1, keepdims=True)
+    p = jnp.exp(x - log_total)
+    edge = _mass_level(keys, p, jnp.full(x.shape[:1], top_p, jnp.float32))
+    above_edge = jnp.sum(jnp.where(keys > edge, p, 0.0), axis=-1, keepdims=True)
+    at_edge = keys == edge
+    kept = (keys > edge) | (at_edge & (above_edge + _rank_among(at_edge) * p < top_p))
+    kept_p = jnp.where(kept, p, 0.0)
+    target = uniforms * jnp.sum(kept_p, axis=-1)
+    drawn = _mass_level(keys, kept_p, target)
+    above_drawn = jnp.sum(jnp.where(keys > drawn, kept_p, 0.0), axis=-1)
+    at_drawn = (keys == drawn) & kept
+    p_drawn = jnp.max(jnp.where(at_drawn, p, 0.0), axis=-1)
+    rank = jnp.ceil((target - above_drawn) / p_drawn).astype(jnp.int32) - 1
+    rank = jnp.clip(rank, 0, jnp.sum(at_drawn, axis=-1) - 1)
+    v = x.shape[-1]
+    hit = at_drawn & (_rank_among(at_drawn) == rank[:, None])
+    tokens = jnp.min(jnp.where(hit, jnp.arange(v, dtype=jnp.int32), v), axis=-1)
+    logp = jnp.take_along_axis(x, tokens[:, None], axis=-1)[:, 0] - \
+        jax.nn.logsumexp(jnp.where(kept, x, -jnp.inf), axis=-1)
+    return tokens, logp
 
 
 def _top_p(x, top_p, uniforms, candidates: int):
@@ -98,11 +152,11 @@ def _top_p(x, top_p, uniforms, candidates: int):
     covered = jnp.sum(jnp.exp(values - log_total), axis=-1) >= top_p  # [B]: the nucleus is in the candidates
     fast_tokens, fast_logp = _draw_sorted(_nucleus(values, top_p, log_total), ids.astype(jnp.int32), uniforms)
 
-    def with_full_sort(_):
-        tokens, logp = _full_sort_nucleus(x, top_p, uniforms)
+    def with_threshold(_):
+        tokens, logp = _threshold_nucleus(x, top_p, uniforms)
         return jnp.where(covered, fast_tokens, tokens), jnp.where(covered, fast_logp, logp)
 
-    return jax.lax.cond(jnp.all(covered), lambda _: (fast_tokens, fast_logp), with_full_sort, None)
+    return jax.lax.cond(jnp.all(covered), lambda _: (fast_tokens, fast_logp), with_threshold, None)
 
 
 def sample_tokens(logits, rng, temperature, top_p, *, greedy: bool, top_k: int, use_top_p: bool,

@@ -1,6 +1,7 @@
 """The token draw (rltf_jax/token_sampling.py) against the exact distributions it claims to sample:
-frequencies over many rows, the logprobs it reports, the nucleus read from the top candidates equal
-to the one from a full sort, and a row's draw independent of the rest of its batch."""
+frequencies over many rows, the logprobs it reports, the nucleus read from the top candidates and
+the sort-free nucleus of flat rows both drawing what a full sort draws (ties included), and a row's
+draw independent of the rest of its batch."""
 
 import functools
 
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rltf_jax.token_sampling import _full_sort_nucleus, _uniforms, first_argmax, sample_tokens
+from rltf_jax.token_sampling import _draw_sorted, _nucleus, _threshold_nucleus, _uniforms, first_argmax, sample_tokens
 
 ROWS = 20_000
 
@@ -32,6 +33,28 @@ def exact_distribution(logits, temperature, top_p=1.0, top_k=0):
     return p
 
 
+def full_sort_nucleus(x, top_p, uniforms):
+    """The reference: sort the whole vocabulary (stable), keep the nucleus, inverse-CDF draw in that order."""
+    ids = jnp.argsort(-x, axis=-1).astype(jnp.int32)
+    return _draw_sorted(_nucleus(jnp.take_along_axis(x, ids, axis=-1), top_p), ids, uniforms)
+
+
+def sorted_draw_float64(x, top_p, u):
+    """numpy float64 reference of one row's nucleus draw: (token, margin), margin = how far top_p and
+    u x nucleus mass are from any cumulative-mass boundary (a draw that close is a rounding call)."""
+    x = np.asarray(x, np.float64)
+    order = np.argsort(-x, kind="stable")
+    p = np.exp(x[order] - x.max())
+    p /= p.sum()
+    before = np.cumsum(p) - p
+    kept = before < top_p
+    cdf = np.cumsum(p[kept])
+    target = u * cdf[-1]
+    index = int(np.sum(cdf < target))
+    margin = min(np.abs(before - top_p).min(), np.abs(cdf - target).min())
+    return int(order[index]), margin
+
+
 @functools.partial(jax.jit, static_argnames=("top_k", "use_top_p", "candidates"))
 def draw_many(logits, key, temperature, top_p, top_k, use_top_p, candidates):
     batch = jnp.broadcast_to(logits, (ROWS, logits.shape[-1]))
@@ -48,7 +71,7 @@ def logits_with_tail(v=300, seed=0):
     return rng.permutation(x)
 
 
-@pytest.mark.parametrize("mode", ["temperature", "top_k", "top_k+top_p", "top_p_fast", "top_p_full_sort"])
+@pytest.mark.parametrize("mode", ["temperature", "top_k", "top_k+top_p", "top_p_fast", "top_p_threshold"])
 def test_frequencies_and_logprobs_match_the_exact_distribution(mode):
     logits = logits_with_tail()
     temperature, top_p, top_k, candidates = 0.7, 1.0, 0, 64
@@ -56,12 +79,12 @@ def test_frequencies_and_logprobs_match_the_exact_distribution(mode):
         top_k = 20
     if "top_p" in mode:
         top_p = 0.9
-    if mode == "top_p_full_sort":
-        temperature, candidates = 2.5, 8  # flat enough that 8 candidates hold < 90%: the full-sort path
+    if mode == "top_p_threshold":
+        temperature, candidates = 2.5, 8  # flat enough that 8 candidates hold < 90%: the sort-free path
     expected = exact_distribution(logits, temperature, top_p, top_k)
     if mode == "top_p_fast":
         assert np.sort(expected)[::-1][:64].sum() > 0.99  # the 64 candidates hold the nucleus
-    if mode == "top_p_full_sort":
+    if mode == "top_p_threshold":
         x = logits / temperature
         head = np.sort(np.exp(x - x.max()) / np.exp(x - x.max()).sum())[::-1][:8].sum()
         assert head < top_p
@@ -81,11 +104,11 @@ def test_frequencies_and_logprobs_match_the_exact_distribution(mode):
 def test_nucleus_from_candidates_equals_the_full_sort_and_rows_are_independent():
     rng = np.random.default_rng(3)
     peaked = np.stack([logits_with_tail(seed=s) for s in range(6)]) / 0.7
-    flat = rng.normal(size=(2, 300)).astype(np.float32) * 0.1  # candidates hold < top_p: full sort
+    flat = rng.normal(size=(2, 300)).astype(np.float32) * 0.1  # candidates hold < top_p: sort-free path
     x = jnp.asarray(np.concatenate([peaked, flat]).astype(np.float32))
     keys = jax.random.split(jax.random.key(7), x.shape[0])
     tokens, logp = sample_tokens(x, keys, 1.0, 0.9, greedy=False, top_k=0, use_top_p=True)
-    ref_tokens, ref_logp = _full_sort_nucleus(x, 0.9, _uniforms(keys, x.shape[0]))
+    ref_tokens, ref_logp = full_sort_nucleus(x, 0.9, _uniforms(keys, x.shape[0]))
     np.testing.assert_array_equal(tokens, ref_tokens)
     np.testing.assert_allclose(logp, ref_logp, atol=1e-6)
     for row in range(x.shape[0]):  # alone, each row draws what it drew in the mixed batch
@@ -93,6 +116,31 @@ def test_nucleus_from_candidates_equals_the_full_sort_and_rows_are_independent()
                                           top_k=0, use_top_p=True)
         assert int(alone[0]) == int(tokens[row])
         np.testing.assert_allclose(alone_logp[0], logp[row], atol=1e-6)
+
+
+def test_sort_free_nucleus_draws_what_a_stable_sort_draws_including_ties():
+    """Rows full of exact ties (logits rounded to a grid) and rows of distinct logits, several top_p:
+    the same token as the float64 sorted reference wherever the draw is not a rounding call, and
+    log p of that token under the nucleus."""
+    rng = np.random.default_rng(11)
+    checked = 0
+    for trial in range(12):
+        grid = (1.0, 0.5, 0.001)[trial % 3]  # 1.0: many ties at every level; 0.001: nearly none
+        x = np.round(rng.normal(size=(64, 200)) * 2 / grid) * grid
+        x = jnp.asarray(x.astype(np.float32))
+        keys = jax.random.split(jax.random.key(trial), x.shape[0])
+        uniforms = _uniforms(keys, x.shape[0])
+        for top_p in (0.2, 0.7, 0.95):
+            tokens, logp = jax.jit(_threshold_nucleus)(x, top_p, uniforms)
+            ref_tokens, ref_logp = full_sort_nucleus(x, top_p, uniforms)
+            for row in range(x.shape[0]):
+                token, margin = sorted_draw_float64(x[row], top_p, float(uniforms[row]))
+                if margin < 1e-5:
+                    continue
+                checked += 1
+                assert int(tokens[row]) == token == int(ref_tokens[row]), (trial, top_p, row)
+                np.testing.assert_allclose(logp[row], ref_logp[row], atol=2e-5)
+    assert checked > 0.9 * 12 * 3 * 64
 
 
 def test_first_argmax_is_argmax_including_ties():
