@@ -26,14 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rltf_jax.token_sampling import _draw_sorted, _nucleus, _uniforms, sample_tokens
+from rltf_jax.token_sampling import _uniforms, full_sort_nucleus, sample_tokens
 
 VOCAB = 49152
-
-
-def full_sort_draw(x, top_p, uniforms):
-    ids = jnp.argsort(-x, axis=-1).astype(jnp.int32)
-    return _draw_sorted(_nucleus(jnp.take_along_axis(x, ids, axis=-1), top_p), ids, uniforms)
 
 
 def main() -> None:
@@ -45,7 +40,7 @@ def main() -> None:
 
     top_p = args.top_p
     sort_free = jax.jit(lambda x, keys: sample_tokens(x, keys, 1.0, top_p, greedy=False, top_k=0, use_top_p=True))
-    full_sort = jax.jit(lambda x, keys: full_sort_draw(x, top_p, _uniforms(keys, x.shape[0])))
+    full_sort = jax.jit(lambda x, keys: full_sort_nucleus(x, top_p, _uniforms(keys, x.shape[0])))
     result = {"benchmark": "token_draw", "vocab": VOCAB, "top_p": top_p, "backend": jax.default_backend()}
     for batch in (int(b) for b in args.batches.split(",")):
         x = jax.random.normal(jax.random.key(batch), (batch, VOCAB), jnp.float32)

@@ -87,6 +87,14 @@ def _draw_sorted(sorted_logits, sorted_ids, uniforms):
     return jnp.take_along_axis(sorted_ids, index[:, None], axis=-1)[:, 0].astype(jnp.int32), logp
 
 
+def full_sort_nucleus(x, top_p, uniforms):
+    """The definition the top-p paths are checked against (tests, benchmarks/token_draw.py): sort
+    the whole vocabulary (stable, descending), keep the nucleus, draw by inverse CDF in that order.
+    x [B, V] float32, uniforms [B] -> (tokens [B] int32, logp [B]). Slow on XLA:CPU: not used to sample."""
+    ids = jnp.argsort(-x, axis=-1).astype(jnp.int32)
+    return _draw_sorted(_nucleus(jnp.take_along_axis(x, ids, axis=-1), top_p), ids, uniforms)
+
+
 def _sortable_keys(x: jax.Array) -> jax.Array:
     """float32 -> uint32 in the same order (a < b <=> key(a) < key(b); -inf is the lowest key, and
     -0.0 is taken as 0.0, as comparisons take it)."""

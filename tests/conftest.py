@@ -11,13 +11,20 @@ import os
 import shutil
 import tempfile
 
-_OWN_CACHE = not os.environ.get("JAX_COMPILATION_CACHE_DIR")
-if _OWN_CACHE:
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="rltf_jax_test_xla_cache_")
+
+def _session_folder(variable: str, prefix: str) -> bool:
+    """Points `variable` at a fresh temporary folder unless it is set; True if this process made it
+    (the xdist workers inherit the controller's, so only the controller removes it)."""
+    if os.environ.get(variable):
+        return False
+    os.environ[variable] = tempfile.mkdtemp(prefix=prefix)
+    return True
+
+
+_OWN_FOLDERS = [variable for variable, prefix in (("JAX_COMPILATION_CACHE_DIR", "rltf_jax_test_xla_cache_"),
+                                                  ("RLTF_JAX_TEST_SHARED_DIR", "rltf_jax_test_shared_"))
+                if _session_folder(variable, prefix)]
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
-_OWN_SHARED_DIR = not os.environ.get("RLTF_JAX_TEST_SHARED_DIR")
-if _OWN_SHARED_DIR:
-    os.environ["RLTF_JAX_TEST_SHARED_DIR"] = tempfile.mkdtemp(prefix="rltf_jax_test_shared_")
 
 import pytest  # noqa: E402
 
@@ -41,10 +48,8 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _OWN_CACHE:
-        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
-    if _OWN_SHARED_DIR:
-        shutil.rmtree(os.environ["RLTF_JAX_TEST_SHARED_DIR"], ignore_errors=True)
+    for variable in _OWN_FOLDERS:
+        shutil.rmtree(os.environ[variable], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

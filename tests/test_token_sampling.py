@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rltf_jax.token_sampling import _draw_sorted, _nucleus, _threshold_nucleus, _uniforms, first_argmax, sample_tokens
+from rltf_jax.token_sampling import _threshold_nucleus, _uniforms, first_argmax, full_sort_nucleus, sample_tokens
 
 ROWS = 20_000
 
@@ -31,12 +31,6 @@ def exact_distribution(logits, temperature, top_p=1.0, top_k=0):
         p = np.where(nucleus, p, 0.0)
         p /= p.sum()
     return p
-
-
-def full_sort_nucleus(x, top_p, uniforms):
-    """The reference: sort the whole vocabulary (stable), keep the nucleus, inverse-CDF draw in that order."""
-    ids = jnp.argsort(-x, axis=-1).astype(jnp.int32)
-    return _draw_sorted(_nucleus(jnp.take_along_axis(x, ids, axis=-1), top_p), ids, uniforms)
 
 
 def sorted_draw_float64(x, top_p, u):
