@@ -118,6 +118,7 @@ def get_config() -> ml_collections.ConfigDict:
     # RLEF episodes (config.method = "rlef"; rltf_jax.episodes, rltf_jax.rewards.rlef).
     config.rlef = ml_collections.ConfigDict()
     config.rlef.max_turns = 3
+    config.rlef.reuse_kv_cache = True  # turn k+1 prefills only the new tokens (conversation_cache)
     config.rlef.rewards = ml_collections.ConfigDict()
     config.rlef.rewards.passed = 1.0
     config.rlef.rewards.failed = -1.0

@@ -67,6 +67,10 @@ class EpisodeConfig:
         drawn from this run's feedback so far; the episode still stops on its own public pass).
       probe_return_values: show the actual return value of call-mode wrong answers (probes).
       seed: seed of the random-feedback draws.
+      reuse_kv_cache: keep each episode's KV cache on device between turns, so turn k+1 prefills only
+        the feedback message and the new turn header (conversation_cache; reply sources that keep
+        caches: `Sampler.keeps_conversation_cache`). The replies are sampled under the same
+        distribution either way; False prefills the whole conversation every turn.
     """
 
     max_turns: int = 3
@@ -76,6 +80,7 @@ class EpisodeConfig:
     feedback_mode: str = "real"
     probe_return_values: bool = True
     seed: int = 0
+    reuse_kv_cache: bool = True
 
     def __post_init__(self):
         if self.max_turns < 1:
@@ -323,14 +328,23 @@ def run_episodes(source: ReplySource, tokenizer, client, problems: Sequence[Prob
     active = list(episodes)
     pool: list[tuple[str, str]] = []
     feedback_rng = np.random.default_rng(config.seed)
+    keep = config.reuse_kv_cache and getattr(source, "keeps_conversation_cache", False)
+    cache, cache_rows = None, {}  # the last turn's kept cache; episode row id -> its row in it
     for k in range(config.max_turns):
         if not active:
             break
         prompts = [build_prompt(e.problem, tokenizer, style="chat", system_prompt=config.system_prompt,
                                 turns=[(t.text, t.feedback) for t in e.turns]) for e in active]
         contexts = [_context_ids(e, prompt, tokenizer) for e, prompt in zip(active, prompts)] if k else None
+        reuse = {}
+        if keep:
+            reuse = dict(keep_cache=k + 1 < config.max_turns)
+            if cache is not None:
+                reuse.update(cache=cache, cache_rows=[cache_rows[e.row_id] for e in active])
         rollout = source.generate(prompts, params, jax.random.fold_in(rng, k), prompt_ids=contexts,
-                                  row_ids=[e.row_id for e in active])
+                                  row_ids=[e.row_id for e in active], **reuse)
+        if keep:
+            cache, cache_rows = rollout.cache, {e.row_id: row for row, e in enumerate(active)}
         for row, (episode, prompt) in enumerate(zip(active, prompts)):
             _record_turn(episode, prompt, rollout, row, params, stops, tokenizer)
         returned = _run_public_tests(client, active, config)

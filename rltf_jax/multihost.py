@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 # Host metrics that are counts over the step (summed over processes); the others are means.
@@ -84,3 +85,21 @@ def global_batch(batch, mesh, batch_axes):
     if isinstance(batch, dict):
         return {k: to_global(v) for k, v in batch.items()}
     return type(batch)(*(to_global(x) for x in batch))
+
+
+def process_local(tree):
+    """Multi-process runs: arrays that span other processes' devices -> this process's full copy
+    (a replicated array's local shard; a sharded one gathered, a collective every process joins).
+    The sampler runs on a process-local mesh: each process generates its own rows."""
+    if jax.process_count() == 1:
+        return tree
+
+    def local(x):
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return x
+        if x.is_fully_replicated:
+            return x.addressable_data(0)
+        from jax.experimental import multihost_utils
+        return jnp.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+    return jax.tree.map(local, tree)

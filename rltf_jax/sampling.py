@@ -19,6 +19,10 @@ One stop *is* decided on device, because it saves most of a chat model's tokens:
 per-vocabulary table counts the ``` runs in each token; the second one closes the block), so the
 explanation an instruct model writes after its code is never generated.
 
+Multi-turn episodes keep each row's KV cache between turns (`generate(keep_cache=True)`, then
+`generate(cache=..., cache_rows=...)`): a continued turn prefills only its new tokens
+(conversation_cache.py); the token loop is decode_loop.py's, shared by both.
+
 Rollouts may run in a cheaper dtype than training (`Sampler(dtype="bfloat16")`: weights cast once
 per `set_weights`, activations and KV cache in bf16, dots accumulating in f32). Decoding is
 bandwidth-bound, so halving the weight bytes nearly halves a decode step; PPO recomputes the old
@@ -38,11 +42,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rltf_jax.conversation_cache import (ConversationCache, continuation_suffixes, continue_generation, kept_cache,
+                                         merge_buffers)
+from rltf_jax.decode_loop import decode_tokens
 from rltf_jax.kernels.decode_attention import use_fused_attention
-from rltf_jax.models.decode import TILE, forward_unrolled, init_layer_cache, logits_unrolled, unstack_weights
+from rltf_jax.models.decode import TILE, forward_unrolled, init_layer_cache, unstack_weights
+from rltf_jax.multihost import process_local
 from rltf_jax.sampling_shapes import (SEGMENT_MIN_SLOTS, bucket_size, decode_segments, prompt_bucket_size,
                                      sampling_row_ids)
-from rltf_jax.token_sampling import sample_tokens
+from rltf_jax.token_sampling import fence_counts
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +90,14 @@ class Rollout(NamedTuple):
     response_logprobs: np.ndarray  # [B, N] float32, log p of each sampled token under the sampler's distribution
     response_mask: np.ndarray      # [B, N] bool, True on generated tokens up to and including the stop token
     texts: list[str]               # decoded responses (special tokens skipped), cut at a stop string
-
-
-def fence_counts(tokenizer, vocab_size: int) -> np.ndarray:
-    """[vocab_size] int32: how many ``` runs each token's text holds (ids past the tokenizer: 0)."""
-    counts = np.zeros(vocab_size, np.int32)
-    pieces = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))
-    for i, piece in enumerate(pieces):
-        if piece and "```" in piece:
-            counts[i] = piece.count("```")
-    return counts
+    cache: ConversationCache | None = None  # the rows' KV cache, with generate(keep_cache=True)
 
 
 def _generate(config, weights, prompt_tokens, prompt_mask, prompt_rows, row_active, row_ids, eos_ids,
               fence_table, fence_limit, max_new, temperature, top_p, rng, *, new_bucket: int, greedy: bool,
               top_k: int, use_top_p: bool, pad_id: int, cache_dtype, segments: int = 0,
-              shared_prompts: bool = False, fused_attention: bool = False, mesh=None):
+              shared_prompts: bool = False, fused_attention: bool = False, mesh=None,
+              return_cache: bool = False):
     """Prefill + decode on device. prompt_tokens/mask [U, P]: the distinct prompts; prompt_rows [B]
     int32: the prompt of each row (with shared_prompts, U <= B prompts are prefilled once each and
     their cache rows copied to every row that shares them: n samples per problem pay one prefill;
@@ -109,10 +109,10 @@ def _generate(config, weights, prompt_tokens, prompt_mask, prompt_rows, row_acti
     fused_attention: decode with kernels/decode_attention.cc (one cache buffer in key tiles; no
     segments: the kernel writes in place and reads only the filled slots), per device of `mesh`.
 
-    Returns (tokens [B, N] int32, logprobs [B, N] float32, mask [B, N] bool, steps [] int32).
+    Returns (tokens [B, N] int32, logprobs [B, N] float32, mask [B, N] bool, steps [] int32), and
+    with return_cache the rows' KV cache merged into one buffer (`conversation_cache.merge_buffers`).
     """
     u, p = prompt_tokens.shape
-    b = row_active.shape[0]
     positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0).astype(jnp.int32)
     prompt_len = prompt_mask.sum(axis=1).astype(jnp.int32)
     # segments == 0: one cache buffer for prompt and decode slots; else the prompt has its own (see below).
@@ -125,86 +125,25 @@ def _generate(config, weights, prompt_tokens, prompt_mask, prompt_rows, row_acti
         cache = cache._replace(keys=tuple(map(rows, cache.keys)), values=tuple(map(rows, cache.values)),
                                valid=rows(cache.valid))
         hidden, prompt_len = rows(hidden), rows(prompt_len)
-    def sample(logits, step_rng, temperature, top_p):
-        keys = jax.vmap(lambda row: jax.random.fold_in(step_rng, row))(row_ids)
-        return sample_tokens(logits, keys, temperature, top_p, greedy=greedy, top_k=top_k,
-                             use_top_p=use_top_p)
-
-    rng, step_rng = jax.random.split(rng)
-    tok, lp = sample(logits_unrolled(weights, hidden), step_rng, temperature, top_p)
-    out_tokens = jnp.full((b, new_bucket), pad_id, jnp.int32).at[:, 0].set(tok)
-    out_lp = jnp.zeros((b, new_bucket), jnp.float32).at[:, 0].set(lp)
-    out_mask = jnp.zeros((b, new_bucket), bool).at[:, 0].set(row_active)
-    fences = fence_table[tok]
-
-    def finished(tok, fences):
-        return jnp.isin(tok, eos_ids) | ((fence_limit > 0) & (fences >= fence_limit))
-
-    done = ~row_active | finished(tok, fences)
-
-    # Step i feeds generated token i and writes it at decode slot i. With `segments` > 0 the decode
-    # slots are split into that many cache buffers, each filled by its own while_loop: a step writes
-    # only the current segment's buffer (XLA:CPU rewrites a whole bf16 buffer on every in-place
-    # write, so at batch 64 rewriting prompt + decode slots at every token cost 15% of the step) and
-    # attends to the prompt's buffer (written once, by the prefill), the finished segments and the
-    # current one, never to segments not reached yet. Each extra buffer costs two more small dots
-    # per layer, which is a loss where the cache is small (`decode_segments`).
-    def cond(carry, end):
-        _, (_, _, _, done, _, i, _) = carry
-        return (i < end) & (i + 1 < max_new) & ~jnp.all(done)
-
-    def body(carry, past):
-        cache, (out_tokens, out_lp, out_mask, done, fences, i, rng) = carry
-        tok_in = jax.lax.dynamic_slice_in_dim(out_tokens, i, 1, axis=1)
-        pos = (prompt_len + i)[:, None]
-        hidden, cache = forward_unrolled(config, weights, tok_in, pos, jnp.ones_like(tok_in, bool), cache,
-                                         past=past, mesh=mesh)
-        rng, step_rng = jax.random.split(rng)
-        tok, lp = sample(logits_unrolled(weights, hidden[:, 0]), step_rng, temperature, top_p)
-        tok = jnp.where(done, pad_id, tok)
-        lp = jnp.where(done, 0.0, lp)
-        out_tokens = jax.lax.dynamic_update_slice(out_tokens, tok[:, None], (0, i + 1))
-        out_lp = jax.lax.dynamic_update_slice(out_lp, lp[:, None], (0, i + 1))
-        out_mask = jax.lax.dynamic_update_slice(out_mask, ~done[:, None], (0, i + 1))
-        fences = fences + jnp.where(done, 0, fence_table[tok])
-        done = done | finished(tok, fences)
-        return cache, (out_tokens, out_lp, out_mask, done, fences, i + 1, rng)
-
-    state = (out_tokens, out_lp, out_mask, done, fences, jnp.zeros((), jnp.int32), rng)
-    if not segments:
-        _, state = jax.lax.while_loop(functools.partial(cond, end=new_bucket),
-                                      functools.partial(body, past=()), (cache, state))
-    else:
-        past, seg = (cache,), new_bucket // segments
-        for j in range(segments):
-            cache = init_layer_cache(config, b, seg, cache_dtype)
-            cache, state = jax.lax.while_loop(functools.partial(cond, end=(j + 1) * seg),
-                                              functools.partial(body, past=past), (cache, state))
-            past = past + (cache,)
-    out_tokens, out_lp, out_mask, _, _, steps, _ = state
-    return out_tokens, out_lp, out_mask, steps + 1
-
-
-def process_local(tree):
-    """Multi-process runs: arrays that span other processes' devices -> this process's full copy
-    (a replicated array's local shard; a sharded one gathered, a collective every process joins).
-    The sampler runs on a process-local mesh: each process generates its own rows."""
-    if jax.process_count() == 1:
-        return tree
-
-    def local(x):
-        if not isinstance(x, jax.Array) or x.is_fully_addressable:
-            return x
-        if x.is_fully_replicated:
-            return x.addressable_data(0)
-        from jax.experimental import multihost_utils
-        return jnp.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-    return jax.tree.map(local, tree)
+    # Decode slots: with `segments` > 0 they are split into that many cache buffers, each filled by
+    # its own while_loop: a step writes only the current segment's buffer (XLA:CPU rewrites a whole
+    # bf16 buffer on every in-place write, so at batch 64 rewriting prompt + decode slots at every
+    # token cost 15% of the step) and attends to the prompt's buffer (written once, by the prefill),
+    # the finished segments and the current one, never to segments not reached yet. Each extra
+    # buffer costs two more small dots per layer, a loss where the cache is small (`decode_segments`).
+    out_tokens, out_lp, out_mask, steps, buffers = decode_tokens(
+        config, weights, cache, (), hidden, prompt_len, row_active, row_ids, eos_ids, fence_table, fence_limit,
+        max_new, temperature, top_p, rng, new_bucket=new_bucket, greedy=greedy, top_k=top_k,
+        use_top_p=use_top_p, pad_id=pad_id, cache_dtype=cache_dtype, segments=segments, mesh=mesh)
+    if return_cache:
+        return out_tokens, out_lp, out_mask, steps, merge_buffers(buffers)
+    return out_tokens, out_lp, out_mask, steps
 
 
 class Sampler:
     """Generates from a LoadedModel; weights can be swapped after each PPO update (`set_weights`)."""
+
+    keeps_conversation_cache = True  # generate(keep_cache=True) / generate(cache=...): conversation_cache
 
     def __init__(self, loaded, *, mesh=None, dtype: str | None = None, cache_dtype=None,
                  eos_token_ids: Sequence[int] | None = None, min_prompt_bucket: int = 16,
@@ -299,13 +238,13 @@ class Sampler:
 
     def _jit(self, key):
         if key not in self._jitted:
-            b, u, p, n, greedy, top_k, use_top_p = key
+            b, u, p, n, greedy, top_k, use_top_p, keep = key
             segments = 0 if self.fused_attention else decode_segments(
                 b, p, n, self.segment_tokens, self.max_segments, self.segment_min_slots)
             fn = functools.partial(_generate, new_bucket=n, greedy=greedy, top_k=top_k, shared_prompts=u < b,
                                    use_top_p=use_top_p, pad_id=self.pad_id, cache_dtype=self.cache_dtype,
                                    segments=segments, fused_attention=self.fused_attention,
-                                   mesh=self.mesh if self.fused_attention else None)
+                                   mesh=self.mesh if self.fused_attention else None, return_cache=keep)
             kwargs = {}
             if self.mesh is not None:
                 from jax.sharding import NamedSharding, PartitionSpec
@@ -315,13 +254,14 @@ class Sampler:
                 kwargs = dict(in_shardings=(self._weight_shardings, self._batch_sharding, self._batch_sharding,
                                             rows, rows, rows, rep, rep, rep, rep, rep, rep, rep),
                               out_shardings=(self._batch_sharding, self._batch_sharding,
-                                             self._batch_sharding, rep))
+                                             self._batch_sharding, rep) + ((rows,) if keep else ()))
             self._jitted[key] = jax.jit(functools.partial(fn, self.config), **kwargs)
         return self._jitted[key]
 
     def generate(self, prompts: list[str], params: SamplingParams, rng: jax.Array, *,
                  row_offset: int = 0, prompt_ids: Sequence[Sequence[int]] | None = None,
-                 row_ids: Sequence[int] | None = None) -> Rollout:
+                 row_ids: Sequence[int] | None = None, keep_cache: bool = False,
+                 cache: ConversationCache | None = None, cache_rows: Sequence[int] | None = None) -> Rollout:
         """Samples one response per prompt (duplicate prompts for several samples per problem).
 
         row_offset: global index of the first prompt. Prompt i draws its tokens from (rng,
@@ -329,7 +269,11 @@ class Sampler:
         row_ids: instead of row_offset, each prompt's own distinct global index (multi-turn episodes
         pass their step-wide indices: an episode's draw does not depend on the others running).
         prompt_ids: the prompts' token ids, used as given instead of encoding `prompts` (multi-turn
-        episodes pass the joined ids of earlier turns, so the model conditions on exactly them)."""
+        episodes pass the joined ids of earlier turns, so the model conditions on exactly them).
+        keep_cache: return the rows' KV cache as `Rollout.cache` (None when the request was split
+        into row chunks). cache, cache_rows: a kept cache and, per prompt, the row of it whose
+        conversation the prompt extends: only the ids past it are prefilled (conversation_cache;
+        a request whose cache would not fit max_cache_bytes prefills the whole prompts instead)."""
         if not prompts:
             raise ValueError("generate() needs at least one prompt")
         if prompt_ids is not None and len(prompt_ids) != len(prompts):
@@ -343,9 +287,19 @@ class Sampler:
         if p + n > self.config.max_position_embeddings:
             log.warning("prompt bucket %d + new-token bucket %d exceeds max_position_embeddings %d",
                         p, n, self.config.max_position_embeddings)
+        if cache is not None:
+            if cache_rows is None:
+                raise ValueError("generate(cache=...) needs cache_rows: the cached row each prompt continues")
+            suffixes, starts = continuation_suffixes(cache, cache_rows, rows)
+            suffix_bucket = prompt_bucket_size(max(map(len, suffixes)), self.min_prompt_bucket)
+            if len(rows) <= self.max_rows(cache.slots + suffix_bucket + n):
+                return self._continue_rows(rows, suffixes, starts, suffix_bucket, n, cache, cache_rows, params, rng,
+                                           row_ids, keep_cache)
+            log.info("sampler: a %d-slot conversation cache for %d rows exceeds max_cache_bytes; prefilling "
+                     "the whole prompts", cache.slots + suffix_bucket + n, len(rows))
         chunk = self.max_rows(p + n)
         if len(rows) <= chunk:
-            return self._generate_rows(rows, p, n, params, rng, row_ids)
+            return self._generate_rows(rows, p, n, params, rng, row_ids, keep=keep_cache)
         parts = [self._generate_rows(rows[i:i + chunk], p, n, params, rng, row_ids[i:i + chunk], batch=chunk)
                  for i in range(0, len(rows), chunk)]
         return Rollout(*(np.concatenate(arrays) for arrays in list(zip(*parts))[:5]),
@@ -366,15 +320,13 @@ class Sampler:
         return max(rows - rows % self._batch_multiple(), self._batch_multiple())
 
     def _generate_rows(self, rows: list[list[int]], p: int, n: int, params: SamplingParams, rng,
-                       rows_ids: np.ndarray, batch: int = 1) -> Rollout:
+                       rows_ids: np.ndarray, batch: int = 1, keep: bool = False) -> Rollout:
         """One compiled call: token id rows left-padded to the prompt bucket p, n new-token slots,
         a batch bucket of at least `batch` rows; row r samples with key id `rows_ids[r]`."""
         n_rows = len(rows)
         b = self._rows_bucket(max(n_rows, batch))
         tokens, mask = self._left_pad(rows, b, p)
         active = np.arange(b) < n_rows
-        # padding rows (inactive, their tokens discarded) take ids past the real ones
-        row_ids = np.concatenate([rows_ids, rows_ids.max() + 1 + np.arange(b - n_rows)]).astype(np.int32)
         prompt_tokens, prompt_mask, prompt_rows = tokens, mask, np.arange(b, dtype=np.int32)
         if self.share_prompt_prefill:
             first = {}  # prompt ids -> index among the distinct prompts
@@ -383,25 +335,69 @@ class Sampler:
             if u < b:
                 prompt_rows[n_rows:] = 0
                 prompt_tokens, prompt_mask = self._left_pad(list(first), u, p)
-        use_top_p = params.top_p < 1.0 and not params.greedy
-        key = (b, prompt_tokens.shape[0], p, n, params.greedy, 0 if params.greedy else params.top_k, use_top_p)
+        key = (b, prompt_tokens.shape[0], p, n, params.greedy, 0 if params.greedy else params.top_k,
+               params.top_p < 1.0 and not params.greedy, keep)
         fn = self._jit(key)
         start = time.perf_counter()
+        out = fn(self.weights, prompt_tokens, prompt_mask, prompt_rows, active, self._padded_row_ids(rows_ids, b),
+                 *self._sampling_args(params), rng)
+        return self._finish(key, start, out, rows, tokens, mask, params, decode_start=p)
+
+    def _continue_rows(self, rows, suffixes, starts, p: int, n: int, cache: ConversationCache, cache_rows,
+                       params: SamplingParams, rng, rows_ids: np.ndarray, keep: bool) -> Rollout:
+        """One compiled call over a kept cache: `suffixes` (each row's ids past its cached ones)
+        left-padded to the bucket p, prefilled at positions `starts` onwards (conversation_cache)."""
+        n_rows, kept_rows = len(rows), cache.buffers.valid.shape[0]
+        b = self._rows_bucket(n_rows)
+        tokens, mask = self._left_pad(suffixes, b, p)
+        pad = lambda x, size: np.concatenate([np.asarray(x, np.int32), np.zeros(size - len(x), np.int32)])
+        slot_limit = pad(cache.decode_start + cache.decode_kept, kept_rows)
+        use_top_p = params.top_p < 1.0 and not params.greedy
+        key = ("continue", b, kept_rows, cache.slots, p, n, params.greedy, 0 if params.greedy else params.top_k,
+               use_top_p, keep)
+        if key not in self._jitted:
+            segments = 0 if self.fused_attention else decode_segments(
+                b, cache.slots + p, n, self.segment_tokens, self.max_segments, self.segment_min_slots)
+            self._jitted[key] = jax.jit(functools.partial(
+                continue_generation, self.config, new_bucket=n, greedy=params.greedy, top_k=key[7],
+                use_top_p=use_top_p, pad_id=self.pad_id, cache_dtype=self.cache_dtype, segments=segments,
+                return_cache=keep, fused_attention=self.fused_attention, mesh=self.mesh))
+        args = [slot_limit, pad(cache_rows, b), tokens, mask, pad(starts, b), np.arange(b) < n_rows,
+                self._padded_row_ids(rows_ids, b)]
+        if self.mesh is not None:  # the kept buffers and weights carry their shardings; rows go over the mesh
+            from jax.sharding import NamedSharding, PartitionSpec
+
+            rows_sharding = NamedSharding(self.mesh, PartitionSpec(("data", "fsdp")))
+            args = [jax.device_put(a, self._batch_sharding if a.ndim == 2 else rows_sharding) for a in args]
+        start = time.perf_counter()
+        out = self._jitted[key](self.weights, cache.buffers, *args, *self._sampling_args(params), rng)
+        full_tokens, full_mask = self._left_pad(rows, b, prompt_bucket_size(max(map(len, rows)), self.min_prompt_bucket))
+        return self._finish(key, start, out, rows, full_tokens, full_mask, params, decode_start=cache.slots + p)
+
+    def _padded_row_ids(self, rows_ids: np.ndarray, b: int) -> np.ndarray:
+        """[b] int32: the rows' sampling ids; padding rows (inactive, discarded) take ids past them."""
+        n_rows = len(rows_ids)
+        return np.concatenate([rows_ids, rows_ids.max() + 1 + np.arange(b - n_rows)]).astype(np.int32)
+
+    def _sampling_args(self, params: SamplingParams) -> tuple:
+        """(eos_ids, fence_table, fence_limit, max_new, temperature, top_p) of a compiled call."""
         if params.stop_after_code_block and self._fence_table is None:
             self._fence_table = fence_counts(self.tokenizer, self.config.vocab_size)
         fence_table = self._fence_table if self._fence_table is not None else \
             np.zeros(self.config.vocab_size, np.int32)
-        fence_limit = np.int32(2 if params.stop_after_code_block else 0)
-        out = fn(self.weights, prompt_tokens, prompt_mask, prompt_rows, active, row_ids, self.eos_ids,
-                 fence_table, fence_limit,
-                 np.int32(params.max_new_tokens),
-                 np.float32(params.temperature), np.float32(params.top_p), rng)
-        out_tokens, out_lp, out_mask, _ = jax.device_get(out)
+        return (self.eos_ids, fence_table, np.int32(2 if params.stop_after_code_block else 0),
+                np.int32(params.max_new_tokens), np.float32(params.temperature), np.float32(params.top_p))
+
+    def _finish(self, key, start: float, out, rows, tokens, mask, params: SamplingParams,
+                decode_start: int) -> Rollout:
+        """A compiled call's outputs -> Rollout of its len(rows) real rows (stop strings cut on the
+        host; the kept cache, if the call returned one, records what each row's cache holds)."""
+        n_rows = len(rows)
+        out_tokens, out_lp, out_mask, _ = jax.device_get(out[:4])
         if key not in self.compiled_buckets:
             self.compiled_buckets[key] = time.perf_counter() - start
-            log.info("sampler: compiled bucket batch=%d prompts=%d prompt=%d new=%d greedy=%s top_k=%d "
-                     "top_p=%s (%.1fs incl. first run; %d buckets so far)", *key, self.compiled_buckets[key],
-                     len(self.compiled_buckets))
+            log.info("sampler: compiled bucket %s (%.1fs incl. first run; %d buckets so far)", key,
+                     self.compiled_buckets[key], len(self.compiled_buckets))
         m = params.max_new_tokens
         out_tokens = np.array(out_tokens[:n_rows, :m], np.int32)
         out_lp = np.array(out_lp[:n_rows, :m], np.float32)
@@ -413,7 +409,8 @@ class Sampler:
             texts.append(text)
         out_tokens = np.where(out_mask, out_tokens, self.pad_id).astype(np.int32)
         out_lp = np.where(out_mask, out_lp, 0.0).astype(np.float32)
-        return Rollout(tokens[:n_rows], mask[:n_rows], out_tokens, out_lp, out_mask, texts)
+        kept = kept_cache(out[4], decode_start, rows, out_tokens, out_mask) if len(out) > 4 else None
+        return Rollout(tokens[:n_rows], mask[:n_rows], out_tokens, out_lp, out_mask, texts, kept)
 
     def _rows_bucket(self, n: int) -> int:
         """Batch bucket for n rows: a power of two, a multiple of the mesh's data-parallel size."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 NUCLEUS_CANDIDATES = 64  # top-p reads the nucleus from this many largest logits when they hold top_p of the mass
 
@@ -190,3 +191,13 @@ def sample_tokens(logits, rng, temperature, top_p, *, greedy: bool, top_k: int, 
     if use_top_p:
         return _top_p(x, top_p, uniforms, nucleus_candidates)
     return _inverse_cdf(x, uniforms)
+
+
+def fence_counts(tokenizer, vocab_size: int) -> np.ndarray:
+    """[vocab_size] int32: how many ``` runs each token's text holds (ids past the tokenizer: 0)."""
+    counts = np.zeros(vocab_size, np.int32)
+    pieces = tokenizer.convert_ids_to_tokens(list(range(min(len(tokenizer), vocab_size))))
+    for i, piece in enumerate(pieces):
+        if piece and "```" in piece:
+            counts[i] = piece.count("```")
+    return counts

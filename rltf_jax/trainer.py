@@ -193,7 +193,8 @@ class Trainer:
                 self.sampler, self.tokenizer, self.client, problems,
                 samples_per_problem=self.config.rollout.samples_per_problem, params=self.sampling_params(),
                 rng=self.step_key(step), config=EpisodeConfig(max_turns=self.config.rlef.max_turns,
-                                                              limits=self.limits),
+                                                              limits=self.limits,
+                                                              reuse_kv_cache=self.config.rlef.reuse_kv_cache),
                 stop_ids=self.loaded.config.eos_token_ids, first_problem=first)
         return loop.sample_programs(
             self.sampler, self.tokenizer, problems,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rltf_jax.kernels import decode_attention as kernel
-from rltf_jax.models.decode import TILE, _cached_attention, _key_tiles
+from rltf_jax.models.decode import TILE, _cached_attention, to_key_tiles
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,7 +38,7 @@ def _reference(q, k_new, v_new, cache_k, cache_v, valid, index):
 def _fused(q, k_new, v_new, cache_k, cache_v, valid, index):
     dt, dim = q.dtype, q.shape[-1]
     q_scaled = (q.astype(jnp.float32) * dim ** -0.5).astype(dt).astype(jnp.float32)
-    tiles = _key_tiles(cache_k.transpose(0, 2, 1, 3))
+    tiles = to_key_tiles(cache_k.transpose(0, 2, 1, 3))
     run = jax.jit(lambda *a: kernel.decode_attention(*a, round_probs_bf16=dt == jnp.bfloat16))
     out, tiles, values = run(q_scaled, k_new, v_new, tiles, cache_v, valid, jnp.int32(index))
     return out, tiles, values
@@ -55,7 +55,7 @@ def test_float32_output_and_cache_writes_equal_xla_decode_attention(kv_heads, gr
     out, tiles, values = _fused(q, k_new, v_new, cache_k, cache_v, valid, index)
     np.testing.assert_allclose(np.asarray(out), np.asarray(want), atol=2e-6, rtol=2e-6)
     np.testing.assert_array_equal(np.asarray(values), np.asarray(cv))
-    np.testing.assert_array_equal(np.asarray(tiles), np.asarray(_key_tiles(ck.transpose(0, 2, 1, 3))))
+    np.testing.assert_array_equal(np.asarray(tiles), np.asarray(to_key_tiles(ck.transpose(0, 2, 1, 3))))
 
 
 def test_slots_after_index_are_never_read():
@@ -83,7 +83,7 @@ def test_bfloat16_matches_xla_to_bfloat16_rounding():
 
 def test_bad_shapes_and_index_fail_with_a_message_that_names_them():
     q, k_new, v_new, cache_k, cache_v, valid = _case(3, 2, 3, 3, 64, 32, jnp.float32)
-    tiles = _key_tiles(cache_k.transpose(0, 2, 1, 3))
+    tiles = to_key_tiles(cache_k.transpose(0, 2, 1, 3))
     call = jax.jit(lambda *a: kernel.decode_attention(*a, round_probs_bf16=False))
     with pytest.raises(Exception, match="index 32 outside the cache's 32 slots"):
         jax.block_until_ready(call(q, k_new, v_new, tiles, cache_v, valid, jnp.int32(32)))

@@ -7,8 +7,8 @@ import pytest
 from flax import nnx
 
 from rltf_jax.models import load_model
-from rltf_jax.sampling import (Rollout, Sampler, SamplingParams, bucket_size, decode_segments, prompt_bucket_size,
-                               sample_tokens)
+from rltf_jax.sampling import Rollout, Sampler, SamplingParams, bucket_size, decode_segments, prompt_bucket_size
+from rltf_jax.token_sampling import sample_tokens
 
 PROMPTS = ["def add(a, b):", "Write a haiku about unit tests and the joy they bring"]
 

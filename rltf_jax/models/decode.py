@@ -78,7 +78,7 @@ def init_layer_cache(config: ModelConfig, batch: int, max_len: int, dtype, *, ke
                       jnp.zeros((batch, max_len), bool), jnp.zeros((), jnp.int32))
 
 
-def _key_tiles(k: jax.Array) -> jax.Array:
+def to_key_tiles(k: jax.Array) -> jax.Array:
     """k [B, T, K, hd] (slots from 0) -> [B, K, ceil(T / 16), hd, 16], zero-padded past T."""
     b, t, kv, hd = k.shape
     k = jnp.pad(k, ((0, 0), (0, -t % TILE), (0, 0), (0, 0)))
@@ -157,7 +157,7 @@ def forward_unrolled(config: ModelConfig, w: UnrolledWeights, tokens, positions,
 
     def write(l, k, v):
         if tiled:  # prefill at slot 0: whole tiles
-            keys[l] = jax.lax.dynamic_update_slice(keys[l], _key_tiles(k).astype(keys[l].dtype), (0, 0, 0, 0, 0))
+            keys[l] = jax.lax.dynamic_update_slice(keys[l], to_key_tiles(k).astype(keys[l].dtype), (0, 0, 0, 0, 0))
         else:
             keys[l] = jax.lax.dynamic_update_slice(keys[l], k.transpose(0, 2, 1, 3).astype(keys[l].dtype),
                                                    (0, 0, idx, 0))
