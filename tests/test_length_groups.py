@@ -135,9 +135,13 @@ def test_update_over_length_groups_equals_the_padded_update(name, batch_fn, over
         assert m2[key] == pytest.approx(m1[key], rel=1e-4, abs=1e-5), key
     assert m1["loss/policy"] != 0.0
     # Adam's first steps are ~lr × sign(g): a float-order difference in a near-zero gradient moves a
-    # few parameters by a fraction of one step (lr = 1e-3); all but a handful agree to 1e-7.
-    np.testing.assert_allclose(p2, p1, atol=1e-5)
-    assert np.mean(np.abs(p2 - p1) < 1e-7) > 0.999
+    # few parameters by a fraction of one step (lr = 1e-3; on an AVX-512 CPU one of 75,137 moved by
+    # 1.4e-5 in the turn case). All agree to within one step, all but a handful to 1e-5, and
+    # 99.9% to 1e-7.
+    diff = np.abs(p2 - p1)
+    assert diff.max() < config.lr
+    assert np.sum(diff > 1e-5) <= 5, np.sort(diff)[-8:]
+    assert np.mean(diff < 1e-7) > 0.999
     assert not np.allclose(p1, params_of(ppo.init_train_state(random_model(tiny_config(vocab_size=VOCAB), seed=1),
                                                                config)[0]))
 
