@@ -61,11 +61,12 @@ CHILD = textwrap.dedent(r'''
     report["segmented_greedy_equal"] = bool(np.array_equal(c.response_tokens, d.response_tokens))
     # a turn continued over a kept conversation cache (conversation_cache), sharded as the rows are
     params = SamplingParams(8, greedy=True)
-    turn1 = Sampler(sharded, mesh=mesh).generate(prompts, params, jax.random.key(0), keep_cache=True)
+    on_mesh = Sampler(sharded, mesh=mesh)
+    turn1 = on_mesh.generate(prompts, params, jax.random.key(0), keep_cache=True)
     ids = [turn1.prompt_tokens[r][turn1.prompt_mask[r]].tolist() + turn1.response_tokens[r][turn1.response_mask[r]].tolist()
            + [11, 12, 13] for r in range(8)]
-    e = Sampler(sharded, mesh=mesh).generate([""] * 6, params, jax.random.key(1), prompt_ids=ids[2:],
-                                             cache=turn1.cache, cache_rows=list(range(2, 8)))
+    e = on_mesh.generate([""] * 6, params, jax.random.key(1), prompt_ids=ids[2:], cache=turn1.cache,
+                         cache_rows=list(range(2, 8)))
     f = Sampler(single).generate([""] * 6, params, jax.random.key(1), prompt_ids=ids[2:])
     report["continued_greedy_equal"] = bool(np.array_equal(e.response_tokens, f.response_tokens))
     report["continued_logprob_diff"] = float(np.abs(e.response_logprobs - f.response_logprobs).max())
