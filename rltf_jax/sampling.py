@@ -196,13 +196,16 @@ class Sampler:
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else max(int(self.eos_ids[0]), 0))
         self.compiled_buckets: dict[tuple, float] = {}  # bucket key -> compile+first-run seconds
-        self._state_shardings = self._weight_shardings = self._batch_sharding = None
+        self._state_shardings = self._weight_shardings = self._batch_sharding = self._rows_sharding = None
         if mesh is not None:
-            from rltf_jax.sharding import batch_sharding, state_shardings, unrolled_weight_shardings
+            from jax.sharding import NamedSharding, PartitionSpec
+
+            from rltf_jax.sharding import BATCH_AXES, batch_sharding, state_shardings, unrolled_weight_shardings
 
             self._state_shardings = state_shardings(state, mesh)
             self._weight_shardings = unrolled_weight_shardings(state, mesh)
             self._batch_sharding = batch_sharding(mesh)
+            self._rows_sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXES))  # [B] arrays
         self.set_weights(state)
         self._jitted = {}
 
@@ -249,8 +252,7 @@ class Sampler:
             if self.mesh is not None:
                 from jax.sharding import NamedSharding, PartitionSpec
 
-                rep = NamedSharding(self.mesh, PartitionSpec())
-                rows = NamedSharding(self.mesh, PartitionSpec(("data", "fsdp")))
+                rep, rows = NamedSharding(self.mesh, PartitionSpec()), self._rows_sharding
                 kwargs = dict(in_shardings=(self._weight_shardings, self._batch_sharding, self._batch_sharding,
                                             rows, rows, rows, rep, rep, rep, rep, rep, rep, rep),
                               out_shardings=(self._batch_sharding, self._batch_sharding,
@@ -293,8 +295,8 @@ class Sampler:
             suffixes, starts = continuation_suffixes(cache, cache_rows, rows)
             suffix_bucket = prompt_bucket_size(max(map(len, suffixes)), self.min_prompt_bucket)
             if len(rows) <= self.max_rows(cache.slots + suffix_bucket + n):
-                return self._continue_rows(rows, suffixes, starts, suffix_bucket, n, cache, cache_rows, params, rng,
-                                           row_ids, keep_cache)
+                return self._continue_rows(rows, p, suffixes, starts, suffix_bucket, n, cache, cache_rows, params,
+                                           rng, row_ids, keep_cache)
             log.info("sampler: a %d-slot conversation cache for %d rows exceeds max_cache_bytes; prefilling "
                      "the whole prompts", cache.slots + suffix_bucket + n, len(rows))
         chunk = self.max_rows(p + n)
@@ -343,10 +345,11 @@ class Sampler:
                  *self._sampling_args(params), rng)
         return self._finish(key, start, out, rows, tokens, mask, params, decode_start=p)
 
-    def _continue_rows(self, rows, suffixes, starts, p: int, n: int, cache: ConversationCache, cache_rows,
-                       params: SamplingParams, rng, rows_ids: np.ndarray, keep: bool) -> Rollout:
+    def _continue_rows(self, rows, rows_bucket: int, suffixes, starts, p: int, n: int, cache: ConversationCache,
+                       cache_rows, params: SamplingParams, rng, rows_ids: np.ndarray, keep: bool) -> Rollout:
         """One compiled call over a kept cache: `suffixes` (each row's ids past its cached ones)
-        left-padded to the bucket p, prefilled at positions `starts` onwards (conversation_cache)."""
+        left-padded to the bucket p, prefilled at positions `starts` onwards (conversation_cache);
+        rows (the whole prompts) are only returned, left-padded to rows_bucket."""
         n_rows, kept_rows = len(rows), cache.buffers.valid.shape[0]
         b = self._rows_bucket(n_rows)
         tokens, mask = self._left_pad(suffixes, b, p)
@@ -365,13 +368,10 @@ class Sampler:
         args = [slot_limit, pad(cache_rows, b), tokens, mask, pad(starts, b), np.arange(b) < n_rows,
                 self._padded_row_ids(rows_ids, b)]
         if self.mesh is not None:  # the kept buffers and weights carry their shardings; rows go over the mesh
-            from jax.sharding import NamedSharding, PartitionSpec
-
-            rows_sharding = NamedSharding(self.mesh, PartitionSpec(("data", "fsdp")))
-            args = [jax.device_put(a, self._batch_sharding if a.ndim == 2 else rows_sharding) for a in args]
+            args = [jax.device_put(a, self._batch_sharding if a.ndim == 2 else self._rows_sharding) for a in args]
         start = time.perf_counter()
         out = self._jitted[key](self.weights, cache.buffers, *args, *self._sampling_args(params), rng)
-        full_tokens, full_mask = self._left_pad(rows, b, prompt_bucket_size(max(map(len, rows)), self.min_prompt_bucket))
+        full_tokens, full_mask = self._left_pad(rows, b, rows_bucket)
         return self._finish(key, start, out, rows, full_tokens, full_mask, params, decode_start=cache.slots + p)
 
     def _padded_row_ids(self, rows_ids: np.ndarray, b: int) -> np.ndarray:
