@@ -33,10 +33,31 @@ def test_shipped_file_is_what_the_generator_writes():
 def test_reference_solutions_pass_their_tests():
     for problem in load_problems("starter"):
         assert problem.mode == "call" and problem.fn_name
-        assert problem.public_tests == problem.private_tests[:1]
+        assert len(problem.public_tests) == 2 and problem.public_tests[0] == problem.private_tests[0]
+        assert all(test in problem.private_tests for test in problem.public_tests)
         assert len(problem.private_tests) >= 3
         namespace = {}
         exec(problem.solutions[0], namespace)
         for test in problem.tests("all"):
             got = json.loads(json.dumps(namespace[problem.fn_name](*test["args"])))
             assert got == test["expected"], (problem.id, test)
+
+
+def _expected(tests) -> set[str]:
+    return {json.dumps(t["expected"], sort_keys=True) for t in tests}
+
+
+def test_no_constant_function_passes_the_public_or_the_private_tests():
+    # Two public examples with different answers: feedback catches `return False` / `return 0`.
+    for problem in load_problems("starter"):
+        assert len(_expected(problem.public_tests)) == 2, problem.id
+        assert len(_expected(problem.private_tests)) >= 2, problem.id
+
+
+def test_word_level_tasks_are_tested_on_texts_of_several_words():
+    # reverse_words on single words is the identity: its tests would pass `return text`.
+    for problem in load_problems("starter"):
+        if problem.id.split("/")[1] in ("reverse_words", "capitalize_words", "count_words"):
+            texts = [test["args"][0] for test in problem.private_tests]
+            assert sum(" " in text for text in texts) >= len(texts) - 1, problem.id
+            assert any(test["expected"] != test["args"][0] for test in problem.public_tests), problem.id

@@ -18,7 +18,7 @@ from rltf_jax.sampling import Sampler, SamplingParams
 
 WRONG = "Let me try.\n```python\ndef add(a, b):\n    return a - b\n```"
 RIGHT = "Fixed it:\n```python\ndef add(a, b):\n    return a + b\n```"
-HARDCODED = "```python\ndef add(a, b):\n    return 30\n```"   # passes the public test only
+HARDCODED = "```python\ndef add(a, b):\n    return 30 if a < 0 else 4\n```"   # passes the public tests only
 NO_CODE = "I would add the two numbers."
 PARAMS = SamplingParams(max_new_tokens=64)
 

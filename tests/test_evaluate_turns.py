@@ -15,7 +15,7 @@ from rltf_jax.sampling import SamplingParams
 
 WRONG = "```python\ndef add(a, b):\n    return a - b\n```"
 RIGHT = "```python\ndef add(a, b):\n    return a + b\n```"
-HARDCODED = "```python\ndef add(a, b):\n    return 30\n```"   # passes the public test only
+HARDCODED = "```python\ndef add(a, b):\n    return 30 if a < 0 else 4\n```"   # passes the public tests only
 PARAMS = SamplingParams(max_new_tokens=64)
 
 

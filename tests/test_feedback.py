@@ -19,7 +19,7 @@ LIMITS = {"timeout_s": 1.0, "memory_mb": 256}
 @pytest.fixture(scope="module")
 def add_problem() -> Problem:
     problem = next(p for p in load_problems("starter:train") if p.id == "starter/add/0")
-    assert problem.public_tests == ({"args": [-13, 43], "expected": 30},)
+    assert problem.public_tests == ({"args": [-13, 43], "expected": 30}, {"args": [2, 2], "expected": 4})
     return problem
 
 
@@ -56,7 +56,7 @@ def _public_feedback(client, problem, program, **kwargs):
 def test_wrong_answer_shows_the_failed_call_expected_and_actual_value(client, add_problem):
     result, text = _public_feedback(client, add_problem, "def add(a, b):\n    return a - b\n")
     assert result.verdict == "wrong_answer"
-    assert "failed 1 of 1 public tests" in text
+    assert "failed 2 of 2 public tests" in text
     assert "Input: add(-13, 43)" in text
     assert "Expected output: 30" in text
     assert "Your output: -56" in text

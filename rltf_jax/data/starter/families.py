@@ -44,6 +44,19 @@ def _strings(rng, n=6):
     return [[w] for w in rng.sample(WORDS, n)]
 
 
+SENTENCES = ["hello world", "a quick brown fox", "the cat sat down", "Data Science is fun",
+             "one two three", "keep it simple", "red green blue", "open the door please",
+             "good morning", "we love python code"]
+SINGLE_WORDS = ["python", "zebra", "banana", "rhythm", "noon"]
+
+
+def _sentences(rng, n=6, single=1):
+    """``n`` texts for word-level tasks: ``n - single`` of several words, ``single`` of one word."""
+    texts = rng.sample(SENTENCES, n - single) + rng.sample(SINGLE_WORDS, single)
+    rng.shuffle(texts)
+    return [[t] for t in texts]
+
+
 def _pairs(rng, n=6, lo=-20, hi=60):
     return [[rng.randint(lo, hi), rng.randint(lo, hi)] for _ in range(n)]
 
@@ -209,7 +222,7 @@ FAMILIES: tuple[Family, ...] = (
            lambda r, k: _lists(r, 6, 0, 5, 0, 8)),
     Family("count_words", ("count_words", "word_count", "number_of_words"), "text",
            ("Write a Python function `{name}(text)` that returns the number of words in text, where words are separated by spaces.",),
-           "    return len(text.split())", lambda r, k: _strings(r)),
+           "    return len(text.split())", lambda r, k: _sentences(r)),
     Family("sign", ("sign", "sign_of", "signum"), "n",
            ("Write a Python function `{name}(n)` that returns 1 if n is positive, -1 if n is negative and 0 if n is zero.",),
            "    return (n > 0) - (n < 0)", lambda r, k: [[v] for v in (5, -3, 0, 12, -40, 1)]),
@@ -251,11 +264,11 @@ FAMILIES: tuple[Family, ...] = (
     Family("reverse_words", ("reverse_words", "words_backwards", "flip_word_order"), "text",
            ("Write a Python function `{name}(text)` that returns the words of text in reverse order, joined by single spaces.",
             "Write a function `{name}(text)` that reverses the order of the words in a sentence.",),
-           "    return ' '.join(text.split()[::-1])", lambda r, k: _strings(r)),
+           "    return ' '.join(text.split()[::-1])", lambda r, k: _sentences(r)),
     Family("capitalize_words", ("capitalize_words", "title_case", "capitalize_each"), "text",
            ("Write a Python function `{name}(text)` that returns text with the first letter of every space-separated word in upper case and the rest unchanged.",
             "Write a function `{name}(text)` that capitalizes the first letter of each word of text, leaving other letters as they are.",),
-           "    return ' '.join(w[:1].upper() + w[1:] for w in text.split(' '))", lambda r, k: _strings(r)),
+           "    return ' '.join(w[:1].upper() + w[1:] for w in text.split(' '))", lambda r, k: _sentences(r)),
     Family("count_consonants", ("count_consonants", "consonant_count", "num_consonants"), "s",
            ("Write a Python function `{name}(s)` that returns the number of consonants (letters that are not a, e, i, o, u, in any case) in s.",
             "Write a function `{name}(s)` that counts the letters of s that are not vowels, ignoring case and non-letters."),

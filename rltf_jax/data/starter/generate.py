@@ -6,8 +6,9 @@ and writes `problems.jsonl` next to this file (one `Problem.to_json()` per line)
 
 Split: every 4th problem in the fixed family-by-family order is held out (25%), so each family
 contributes about a quarter of its variants and every family with 4+ variants appears in both parts;
-the difficulty field is the family's calibration tier (easy / medium / hard, see families.py). Tests are call-mode sandbox dicts ``{"args": [...], "expected": ...}``; the first is the
-public test, all of them are private. Deterministic: the same code writes the same file.
+the difficulty field is the family's calibration tier (easy / medium / hard, see families.py). Tests are call-mode sandbox dicts ``{"args": [...], "expected": ...}``, with at least two
+different expected values; two of them are public (the first, and the first with another expected
+value), all of them are private. Deterministic: the same code writes the same file.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rltf_jax.data.problem import Problem, validate_problem
 from rltf_jax.data.starter.families import DEFAULT_VARIANTS, FAMILIES, VARIANTS, Family
 
 HELDOUT_EVERY = 4
+MAX_DRAWS = 20
 OUTPUT = pathlib.Path(__file__).with_name("problems.jsonl")
 
 
@@ -65,6 +67,35 @@ def _run_reference(source: str, name: str, args_list: list) -> list[dict]:
     return tests
 
 
+def _expected_values(tests: list[dict]) -> set[str]:
+    return {json.dumps(t["expected"], sort_keys=True) for t in tests}
+
+
+def _varied_tests(family: Family, solution: str, name: str, rng: random.Random, k) -> list[dict]:
+    """The reference's tests on the family's inputs, redrawn until two expected values differ.
+
+    A test set whose expected values are all equal is passed by a constant (``return 0``,
+    ``return False``): it grades nothing. The same seed gives the same draws.
+    """
+    for _ in range(MAX_DRAWS):
+        tests = _run_reference(solution, name, family.inputs(rng, k))
+        if len(_expected_values(tests)) >= 2:
+            return tests
+    raise ValueError(f"family {family.key!r} ({name}): {MAX_DRAWS} draws of inputs all gave tests "
+                     "with one expected value; a constant function would pass them")
+
+
+def _public_tests(tests: list[dict]) -> tuple[dict, ...]:
+    """The tests shown to the model (feedback): the first test and the first with another expected value.
+
+    Two examples with different answers, so the feedback of an RLEF episode catches a constant or
+    an echo of the input; the rest stay private. All public tests are also private tests.
+    """
+    first = tests[0]
+    other = next(t for t in tests[1:] if _expected_values([t]) != _expected_values([first]))
+    return (first, other)
+
+
 def build_problems() -> list[Problem]:
     """All starter problems, in a fixed order, with their split."""
     problems = []
@@ -73,11 +104,11 @@ def build_problems() -> list[Problem]:
         for v, (name, request, k) in enumerate(_variants(family)):
             rng = random.Random(f"{family.key}/{v}")
             starter, solution = _solution(family, name, request, k)
-            tests = _run_reference(solution, name, family.inputs(rng, k))
+            tests = _varied_tests(family, solution, name, rng, k)
             position += 1
             problems.append(validate_problem(Problem(
                 id=f"starter/{family.key}/{v}", source="starter", prompt=request, mode="call",
-                public_tests=tuple(tests[:1]), private_tests=tuple(tests), fn_name=name,
+                public_tests=_public_tests(tests), private_tests=tuple(tests), fn_name=name,
                 starter_code=starter, solutions=(solution,), difficulty=_tier(family),
                 split="heldout" if position % HELDOUT_EVERY == 0 else "train")))
     return problems
