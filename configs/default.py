@@ -20,6 +20,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Wall-clock budget for training in minutes (held-out evaluation excluded; 0 = no limit): the
     # run ends, evaluated and checkpointed, before a step that would end past it.
     config.max_train_minutes = 0.0
+    # XLA:CPU holds every compiled program's kernels in their own memory maps; past this fraction
+    # of Linux's vm.max_map_count the trainer drops all compiled programs between steps (they
+    # compile again when used) instead of crashing in the next compile (run_setup.py).
+    config.release_compiled_code_at = 0.5
 
     # The policy. `name`: a registered name, a local HF folder, a .gguf file or a hub id.
     config.model = ml_collections.ConfigDict()

@@ -1,15 +1,17 @@
-"""Process set-up shared by the entry points: multi-host initialisation and compile logging."""
+"""Process set-up shared by the entry points: multi-host initialisation, compile logging, and the
+release of compiled code before it exhausts the process's memory maps."""
 
 from __future__ import annotations
 
 import logging
+import gc
 import os
 import threading
 
 import jax
 
 _LOG = logging.getLogger("rltf_jax")
-_COMPILES = {"count": 0, "seconds": 0.0}
+_COMPILES = {"count": 0, "seconds": 0.0, "flushes": 0}
 _LOCK = threading.Lock()
 _LISTENING = False
 
@@ -74,3 +76,45 @@ def compile_stats() -> dict[str, float]:
     """``{"compile/count": n, "compile/seconds": s}`` since the process started watching."""
     with _LOCK:
         return {"compile/count": float(_COMPILES["count"]), "compile/seconds": _COMPILES["seconds"]}
+
+
+# XLA:CPU loads each kernel of a compiled program as its own object, three memory maps apiece (code,
+# read-only data, data): a bucket of the sampler holds ~550 maps, an RLEF update signature more. A
+# long run that keeps meeting new shapes crossed Linux's default vm.max_map_count (65,530) after
+# 94 compilations, and the next compile died with "LLVM compilation error: Cannot allocate memory"
+# and a segfault (docs/benchmarks.md, session 19). Past this fraction of the limit the trainer drops
+# every compiled program; the shapes still in use compile again (seconds each).
+MAP_FRACTION_TO_RELEASE = 0.5
+
+
+def memory_maps() -> tuple[int, int] | None:
+    """(this process's memory maps, vm.max_map_count), or None where /proc does not say (not Linux)."""
+    try:
+        with open("/proc/self/maps", "rb") as handle:
+            count = sum(1 for _ in handle)
+        with open("/proc/sys/vm/max_map_count", encoding="ascii") as handle:
+            limit = int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+    return count, limit
+
+
+def release_compiled_code(fraction: float = MAP_FRACTION_TO_RELEASE) -> dict[str, float]:
+    """Clears JAX's compiled programs (``jax.clear_caches``) when the process's memory maps pass
+    `fraction` of vm.max_map_count; call it between steps. Returns ``{"process/memory_maps": n,
+    "compile/flushes": flushes so far}`` (no map count where /proc does not give one)."""
+    maps = memory_maps()
+    if maps is None:
+        return {"compile/flushes": float(_COMPILES["flushes"])}
+    count, limit = maps
+    if count > fraction * limit:
+        jax.clear_caches()
+        gc.collect()
+        after = memory_maps()
+        with _LOCK:
+            _COMPILES["flushes"] += 1
+        _LOG.warning("released compiled programs: %d of vm.max_map_count=%d memory maps in use, %s after "
+                     "(XLA:CPU maps each kernel separately; the shapes still in use compile again)",
+                     count, limit, after[0] if after else "?")
+        count = after[0] if after else count
+    return {"process/memory_maps": float(count), "compile/flushes": float(_COMPILES["flushes"])}

@@ -360,7 +360,8 @@ class Trainer:
                     else:
                         upcoming = self.generate(step)
                 now = time.perf_counter()
-                metrics.update(self._times, **run_setup.compile_stats())
+                metrics.update(self._times, **run_setup.compile_stats(), 
+                               **run_setup.release_compiled_code(config.get("release_compiled_code_at", 0.5)))
                 metrics["time/step_s"] = now - step_started
                 budget.add(now - step_started - self._times.get("time/eval_s", 0.0))
                 metrics["time/train_minutes"] = budget.minutes

@@ -77,11 +77,17 @@ def test_rlef_mode_runs_multi_turn_episodes(tmp_path):
 
 
 def test_rlef_mode_with_turn_level_values(tmp_path):
-    # over two length groups (length_groups.py): the trainer splits the batch, the update takes both
-    summary = _train(tmp_path, 1, "--config.method=rlef", "--config.ppo.advantage=turn",
-                     "--config.ppo.length_groups=2", "--config.eval.before_and_after=False")
-    assert summary["step"] == 1
-    (record,) = read_metrics(str(tmp_path / "metrics.jsonl"))
+    # over two length groups (length_groups.py): the trainer splits the batch, the update takes both;
+    # compiled programs are released after every step (run_setup.release_compiled_code) and the
+    # second step compiles what it needs again
+    summary = _train(tmp_path, 2, "--config.method=rlef", "--config.ppo.advantage=turn",
+                     "--config.ppo.length_groups=2", "--config.eval.before_and_after=False",
+                     "--config.release_compiled_code_at=0.0")
+    assert summary["step"] == 2
+    first, record = read_metrics(str(tmp_path / "metrics.jsonl"))
+    if "process/memory_maps" in record:  # Linux
+        assert (first["compile/flushes"], record["compile/flushes"]) == (1.0, 2.0)
+        assert record["compile/count"] > first["compile/count"]
     # one value per reply: 4 episodes x 3 replies are the value positions the critic is fit on
     assert "value/explained_variance" in record and record["loss/value"] > 0
     assert record["reward/env_per_seq"] == pytest.approx(-1.6)
