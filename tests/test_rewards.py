@@ -71,10 +71,53 @@ def test_configurable_values_and_refusals():
     ("syntax_error", ExceptionInfo("SyntaxError", "duplicate argument 'x' in function definition", 1),
      False, "ignore", None),
     ("syntax_error", ExceptionInfo("IndentationError", "unexpected indent", 2), False, "line", 2),
+    # a cut reply with a syntax error the cut did not produce: the model's line
+    ("syntax_error", ExceptionInfo("SyntaxError", "invalid syntax", 2), True, "line", 2),
+    ("syntax_error", ExceptionInfo("IndentationError",
+                                   "expected an indented block after function definition on line 1", 2),
+     True, "line", 2),
+    ("syntax_error", ExceptionInfo("SyntaxError", "unterminated string literal (detected at line 2)", 2),
+     True, "line", 2),
+    ("syntax_error", ExceptionInfo("SyntaxError", "unexpected EOF while parsing", 1), True, "global", None),
+    # RLTF's ignored triple-quoted string, in each supported Python's spelling
+    ("syntax_error", ExceptionInfo("SyntaxError", "EOF while scanning triple-quoted string literal", 2),
+     False, "ignore", None),
+    ("syntax_error", ExceptionInfo("SyntaxError", "unterminated triple-quoted string literal (detected at line 3)",
+                                   2), False, "ignore", None),
+    ("syntax_error", ExceptionInfo("SyntaxError",
+                                   "unterminated triple-quoted f-string literal (detected at line 3)", 2),
+     True, "ignore", None),
 ])
 def test_error_classes(verdict, exc, truncated, kind, line):
     location = classify_error(result(verdict, exc=exc), PROGRAM, truncated)
     assert (location.kind, location.line) == (kind, line), location
+
+
+# (program, truncated, class) compiled by *this* Python: its own messages must hit the rules.
+COMPILED = [
+    ('def f(x):\n    """Doubles x.\n    return 2 * x', True, "ignore"),
+    ('def f(x):\n    s = f"""{x}\n    return s\n\ndef g():\n    return 1', False, "ignore"),
+    ("def f(x):\n    y = x +* 2\n    return y\n\ndef g(y):\n    return y +", True, "line"),
+    ("def f(x):\n    return (x *", True, "global"),
+    ("def f(x):\n    y = [1,\n    return y\n\ndef g():\n    pass", True, "global"),
+    ("def f(x):\n    return x +", True, "global"),
+    ("def f(x):\nreturn x\n\ndef g(y):\n    return y", True, "line"),
+    ("def f(x):\n    if x:", True, "global"),
+]
+
+
+@pytest.mark.parametrize("program,truncated,kind", COMPILED)
+def test_error_classes_of_this_pythons_messages(program, truncated, kind):
+    try:
+        compile(program, "<solution>", "exec")
+    except SyntaxError as error:
+        exc = ExceptionInfo(type(error).__name__, error.msg, error.lineno)
+    else:
+        raise AssertionError("the program compiles")
+    location = classify_error(result("syntax_error", exc=exc), program, truncated)
+    assert location.kind == kind, (exc, location)
+    if kind == "line":
+        assert location.line == exc.line < program.count("\n") + 1
 
 
 def test_first_failing_test_with_the_reported_verdict_decides():

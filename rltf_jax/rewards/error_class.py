@@ -3,13 +3,18 @@
 Classes (Liu et al. 2023, §3.2; code `program_feedback.py::ErrorFinder`):
 
 - ``global``: the whole response is penalised: timeouts, memory / output limits, RecursionError,
-  and a syntax error caused by truncation (the program was cut at max length and the error sits
-  on its last line, has no line, or is an end-of-input error such as "'(' was never closed").
+  and a syntax error caused by truncation: the reply was cut at max length and the error sits on
+  the program's last line (extraction trims trailing whitespace, so that is the line the cut fell
+  in, or the last complete line when the cut fell right after a newline), has no line, or its
+  message says the input ended ("'(' was never closed", "unexpected EOF while parsing"). A syntax
+  error on an earlier line of a cut reply ("invalid syntax" in its middle) is the model's, a
+  ``line`` error like in an uncut reply.
 - ``line``: the tokens of one line are penalised: other syntax errors, and runtime exceptions
   (NameError, TypeError, IndexError, ValueError, KeyError, AttributeError, ZeroDivisionError, ...)
   at the line the sandbox reports (the deepest frame in the submitted program).
-- ``ignore``: no fine-grained term: tab/space inconsistency, unindent mismatch, duplicate
-  argument, `import *` inside a function (RLTF's ignore list), wrong answers, passes, and errors
+- ``ignore``: no fine-grained term: tab/space inconsistency, unindent mismatch, an unterminated
+  triple-quoted string, duplicate argument, `import *` inside a function (RLTF's ignore list, in
+  the messages of Python 3.10 to 3.13), wrong answers, passes, and errors
   the sandbox could not locate in the program (``exception.line`` is null).
 
 Which test's error counts when several fail: the *first* test, in request order, whose verdict
@@ -36,18 +41,37 @@ GLOBAL_VERDICTS = frozenset({"timeout", "memory_limit", "output_limit"})
 GLOBAL_EXCEPTIONS = frozenset({"RecursionError", "TimeoutError", "MemoryError"})
 SYNTAX_EXCEPTIONS = frozenset({"SyntaxError", "IndentationError", "TabError"})
 
-# RLTF's ignored compile errors (substrings of the message), with their Python 3.10+ spellings.
+# RLTF's ignored compile errors (substrings of the message). RLTF's list was written for
+# Python <= 3.9; the unterminated triple-quoted string is spelled differently since then, so it is
+# matched by IGNORED_SYNTAX_PATTERN, in every spelling of Python 3.10 to 3.13 (docs/rewards.md).
 IGNORED_SYNTAX_MESSAGES = (
     "inconsistent use of tabs and spaces in indentation",
     "unindent does not match any outer indentation",
-    "EOF while scanning triple-quoted string literal",
     "duplicate argument",
     "import * only allowed at module level",
 )
-# Messages that mean "the input ended too early": in a truncated program these blame the cut.
-END_OF_INPUT_MESSAGES = re.compile(
-    r"unexpected EOF|was never closed|unterminated|expected an indented block|"
-    r"EOL while scanning|EOF while scanning|invalid syntax|incomplete input")
+# Unterminated triple-quoted string: <= 3.9 "EOF while scanning triple-quoted string literal";
+# 3.10-3.11 "unterminated triple-quoted string literal (detected at line N)"; 3.12-3.13 the same,
+# or "unterminated triple-quoted f-string literal (detected at line N)" for an f-string (PEP 701
+# moved f-strings into the tokenizer).
+IGNORED_SYNTAX_PATTERN = re.compile(
+    r"EOF while scanning triple-quoted string literal|"
+    r"unterminated triple-quoted (?:[a-z]+-)?string literal")
+# Messages that say the input ended before the construct did: in a truncated program these blame
+# the cut wherever Python puts the line (an unclosed bracket is reported at its opening line).
+# Not "invalid syntax", "unterminated string literal" (one line only) or "expected an indented
+# block": those name a line of their own, and a cut that causes them puts them on the last line.
+END_OF_INPUT_MESSAGES = re.compile(r"was never closed|unexpected EOF|incomplete input")
+
+
+def ignored_syntax_message(message: str) -> str | None:
+    """The RLTF ignore-list entry `message` matches (a compile error with no fine-grained term),
+    or None."""
+    for ignored in IGNORED_SYNTAX_MESSAGES:
+        if ignored in message:
+            return ignored
+    match = IGNORED_SYNTAX_PATTERN.search(message)
+    return match.group(0) if match else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,14 +101,19 @@ def _program_line_count(program: str) -> int:
 
 
 def classify_syntax_error(exception, program: str, truncated: bool) -> ErrorLocation:
-    """Class of a compile error; `exception` has .type, .message, .line (or is None)."""
+    """Class of a compile error; `exception` has .type, .message, .line (or is None).
+
+    ignore: TabError and RLTF's ignore list (checked first, as in RLTF's `find_ce`);
+    global: a truncated program whose error has no line, sits on the last line, or says the input
+    ended; line: every other located error, on its own line.
+    """
     message = exception.message if exception is not None else ""
     line = exception.line if exception is not None else None
     if exception is not None and exception.type == "TabError":
         return ErrorLocation(IGNORE, reason="TabError")
-    for ignored in IGNORED_SYNTAX_MESSAGES:
-        if ignored in message:
-            return ErrorLocation(IGNORE, reason=ignored)
+    ignored = ignored_syntax_message(message)
+    if ignored is not None:
+        return ErrorLocation(IGNORE, reason=ignored)
     if truncated:
         last_line = _program_line_count(program)
         if line is None or line >= last_line or END_OF_INPUT_MESSAGES.search(message):
