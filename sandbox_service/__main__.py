@@ -1,4 +1,8 @@
-"""python -m sandbox_service --host 127.0.0.1 --port 8080 --workers N [--token T]"""
+"""python -m sandbox_service --host 127.0.0.1 --port 8080 --workers N [--token T]
+
+The service runs arbitrary code, so it is only reachable without a token on a loopback address.
+Binding any other address needs --token (or $SANDBOX_TOKEN), or --insecure-no-token said in so
+many words."""
 
 from __future__ import annotations
 
@@ -50,10 +54,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "share uids, and with them RLIMIT_NPROC counts)")
     parser.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                         help=f"require 'Authorization: Bearer TOKEN' (or env {TOKEN_ENV})")
+    parser.add_argument("--insecure-no-token", action="store_true",
+                        help="allow a non-loopback --host without a token: anyone who can reach "
+                             "the port can then run code on this machine")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     if args.workers < 1 or args.max_queue < 1 or args.recycle_after < 1 or args.tmp_mb < 1:
         parser.error("--workers, --max-queue, --recycle-after and --tmp-mb must be >= 1")
+    if not _is_loopback(args.host) and not args.token and not args.insecure_no_token:
+        parser.error(f"refusing to bind {args.host} without a token: anyone who can reach it could "
+                     f"run code on this machine. Pass --token TOKEN (or set ${TOKEN_ENV}), or "
+                     "--insecure-no-token if that is really what you want")
     return args
 
 
@@ -65,8 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     if shutil.which("unshare") is None:
         sys.exit("sandbox_service needs util-linux 'unshare' on PATH")
     if not _is_loopback(args.host) and not args.token:
-        logging.warning("binding %s without --token: anyone who can reach it can run code",
-                        args.host)
+        logging.warning("--insecure-no-token: binding %s without a token; anyone who can reach "
+                        "it can run code on this machine", args.host)
     uid_base = args.uid_base if args.uid_base is not None else default_uid_base(args.workers)
     config = PoolConfig(workers=args.workers, max_queue=args.max_queue,
                         recycle_after=args.recycle_after, tmp_mb=args.tmp_mb,

@@ -1,4 +1,5 @@
-"""Malformed requests → 422 with a message; a full queue → 429 with Retry-After; the token."""
+"""Malformed requests → 422 with a message; a full queue → 429 with Retry-After; the token, and
+the refusal to serve a non-loopback address without one."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import concurrent.futures
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 
 import httpx
 import pytest
 
-from conftest import start_service, stop_service
+from conftest import REPO, free_port, start_service, stop_service
 
 GOOD = {"code": "x = 1", "mode": "assert", "tests": [{"assert": "assert x"}]}
 
@@ -98,6 +101,36 @@ def test_bearer_token_guards_routes_but_not_healthz():
         assert wrong.status_code == 401
         ok = httpx.post(url + "/v1/execute", json=GOOD, timeout=30,
                         headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["verdict"] == "pass"
+    finally:
+        stop_service(proc)
+
+
+def test_non_loopback_host_without_token_is_refused_and_names_both_ways_out():
+    env = {k: v for k, v in os.environ.items() if k != "SANDBOX_TOKEN"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "sandbox_service", "--host", "0.0.0.0", "--port", str(free_port()),
+         "--workers", "1"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert "refusing to bind 0.0.0.0 without a token" in refused.stderr
+    assert "--token" in refused.stderr and "SANDBOX_TOKEN" in refused.stderr
+    assert "--insecure-no-token" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("way_out", ["token", "insecure"])
+def test_non_loopback_host_starts_with_a_token_or_the_explicit_flag(way_out):
+    """Both ways out start a working service; it is reached over loopback only."""
+    env = {k: v for k, v in os.environ.items() if k != "SANDBOX_TOKEN"}
+    extra, headers = ("--host", "0.0.0.0"), {}
+    if way_out == "token":
+        env["SANDBOX_TOKEN"] = "s3cret"
+        headers = {"Authorization": "Bearer s3cret"}
+    else:
+        extra += ("--insecure-no-token",)
+    proc, url = start_service(*extra, workers=1, env=env)
+    try:
+        ok = httpx.post(url + "/v1/execute", json=GOOD, timeout=30, headers=headers)
         assert ok.status_code == 200 and ok.json()["verdict"] == "pass"
     finally:
         stop_service(proc)
