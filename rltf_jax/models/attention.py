@@ -1,5 +1,7 @@
 """Grouped-query attention whose dots XLA:CPU runs on its fast path, forward and backward.
 
+(Accelerators use `jax.nn.dot_product_attention` instead; kernels/platform.py chooses.)
+
 XLA:CPU's fast dot (YNNPACK / oneDNN, AMX for bfloat16) takes operands laid out as they are:
 batch axes first, lhs contracting its last axis, rhs [S, d] or [d, S]. Einsums over the model's
 natural `[B, T, heads, hd]` layout ("btkgd,bskd->bkgts") are batched dots whose operands must be
@@ -22,6 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rltf_jax.kernels.platform import training_attention
 from rltf_jax.models.matmul import opaque_swap, stash, unstash
 
 MASK_VALUE = -1e30  # finite: a fully masked (padding) query row gets a uniform softmax, never NaN
@@ -77,18 +80,24 @@ def _head_major_attention_bwd(residuals, d_out):
 _head_major_attention.defvjp(_head_major_attention_fwd, _head_major_attention_bwd)
 
 
-def causal_attention(q, k, v, self_mask):
+def causal_attention(q, k, v, self_mask, impl: str | None = None):
     """Attention of T queries over the same T keys. q [B, T, H, hd]; k, v [B, T, K, hd];
     self_mask [B, T, T] bool (query t may see key s: causal and s is a real token). -> [B, T, H, hd].
 
-    bfloat16 runs head-major (module docstring). float32 keeps the einsum form: it is the parity
-    reference (max |Δlogit| ≤ 1e-4 against transformers in float64 on SmolLM2), and the head-major
-    form's different accumulation order put one real prompt at 1.2e-4 (einsum: 9.3e-5).
+    impl (default: `kernels.platform.training_attention` for q's dtype and the backend):
+    "einsum" (float32 on the CPU: the parity reference; the head-major form's different
+    accumulation order drifts further from transformers in float64), "head_major" (bfloat16 on the
+    CPU, module docstring), "xla" / "cudnn" (`jax.nn.dot_product_attention`, accelerators).
     A padding query sees no key; its output (a uniform average over the keys of its causal block)
     means nothing and no real position reads it.
     """
-    if q.dtype == jnp.float32:
+    impl = impl or training_attention(q.dtype)
+    if impl == "einsum":
         return _einsum_attention(q, k, v, self_mask)
+    if impl in ("xla", "cudnn"):
+        return _library_attention(q, k, v, self_mask, impl)
+    if impl != "head_major":
+        raise ValueError(f"unknown attention implementation {impl!r}")
     t = q.shape[1]
     blocks = _CAUSAL_BLOCKS if t % _CAUSAL_BLOCKS == 0 and t >= 64 else 1
     # Causal: query block i sees keys [0, end of block i) only, so the scores above the diagonal
@@ -98,6 +107,17 @@ def causal_attention(q, k, v, self_mask):
         lo, hi = i * t // blocks, (i + 1) * t // blocks
         outs.append(_prefix_attention(q[:, lo:hi], k[:, :hi], v[:, :hi], self_mask[:, lo:hi, :hi]))
     return outs[0] if blocks == 1 else jnp.concatenate(outs, axis=1)
+
+
+def _library_attention(q, k, v, self_mask, implementation: str):
+    """causal_attention through `jax.nn.dot_product_attention` (GQA native, [B, T, heads, hd]).
+
+    Each query also sees its own key: a padding query would otherwise see none, and a fully masked
+    row is where fused kernels may return NaN; no real query's mask changes (causal: it sees itself).
+    """
+    t = q.shape[1]
+    mask = self_mask | jnp.eye(t, dtype=bool)[None]
+    return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], implementation=implementation)
 
 
 def _prefix_attention(q, k, v, mask):

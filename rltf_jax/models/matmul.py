@@ -9,7 +9,8 @@ both backward dots with transposes, so the whole backward pass (two thirds of a 
 FLOPs) ran at f32 speed. Here the bfloat16 case has a custom VJP: the input gradient ``g @ w.T`` is
 one dot contracting the last axes of g [M, N] and w [K, N] (no transpose op), and the weight
 gradient ``x.T @ g`` reads a transpose of x that XLA cannot see through (`opaque_swap`).
-The tied LM head (``x @ emb.T``) gets the same treatment. Float32 inputs take the plain path.
+The tied LM head (``x @ emb.T``) gets the same treatment. Float32 inputs, and every input on
+other backends (kernels/platform.py), take the plain path.
 tests/test_matmul.py checks the dot operand dtypes in the compiled HLO.
 """
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from rltf_jax.kernels.platform import cpu_tuned_matmuls
 
 _LAST_LAST = (((1,), (1,)), ((), ()))   # a [M, K] · b [N, K] -> [M, N]
 _CANONICAL = (((1,), (0,)), ((), ()))   # a [M, K] · b [K, N] -> [M, N]
@@ -119,7 +122,7 @@ def matmul_f32(x: jax.Array, w: jax.Array) -> jax.Array:
     to bfloat16 rounding of the cotangent (as in torch's autocast).
     """
     x = x.astype(w.dtype)
-    if w.dtype == jnp.bfloat16:
+    if w.dtype == jnp.bfloat16 and cpu_tuned_matmuls():
         return _matmul_bf16(x, w)
     return jnp.matmul(x, w, preferred_element_type=jnp.float32)
 
@@ -127,6 +130,6 @@ def matmul_f32(x: jax.Array, w: jax.Array) -> jax.Array:
 def matmul_transposed_f32(x: jax.Array, w: jax.Array) -> jax.Array:
     """x [..., K] @ w.T for w [N, K] (a tied embedding used as the LM head) -> float32 [..., N]."""
     x = x.astype(w.dtype)
-    if w.dtype == jnp.bfloat16:
+    if w.dtype == jnp.bfloat16 and cpu_tuned_matmuls():
         return _matmul_transposed_bf16(x, w)
     return jnp.einsum("...k,nk->...n", x, w, preferred_element_type=jnp.float32)
