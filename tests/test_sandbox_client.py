@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import signal
 import socket
 import threading
@@ -13,6 +12,7 @@ import time
 import psutil
 import pytest
 
+from rltf_jax import sandbox_client
 from rltf_jax.sandbox_client import (ExceptionInfo, ExecutionRequest, ExecutionResult, Limits,
                                      SandboxClient, SandboxRequestError, local_sandbox)
 
@@ -21,6 +21,21 @@ def _add_request(i: int, expected: int | None = None) -> ExecutionRequest:
     return ExecutionRequest(code=f"def f(x):\n    return x + {i}\n", mode="call", fn_name="f",
                             tests=[{"args": [1], "expected": 1 + i if expected is None
                                     else expected}])
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """The waits the client asks for, in order (it still sleeps them). The retry tests assert on
+    these instead of on wall-clock durations, which depend on the machine's load."""
+    asked: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds):
+        asked.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(sandbox_client.time, "sleep", sleep)
+    return asked
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +76,18 @@ def test_malformed_request_raises_with_message(sandbox_url):
                                                                             "expected": 1}]))
 
 
-def test_unreachable_service_gives_sandbox_error_not_exception():
+def test_unreachable_service_gives_sandbox_error_not_exception(sleeps):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead_port = s.getsockname()[1]  # nothing listens once closed
     client = SandboxClient(f"http://127.0.0.1:{dead_port}", max_retries=2, backoff_s=0.01,
                            down_s=0.01, timeout_s=5)
-    started = time.monotonic()
     results = client.execute_batch([_add_request(i) for i in range(3)])
     assert [r.verdict for r in results] == ["sandbox_error"] * 3
     assert all(r.infra_error for r in results)
-    assert time.monotonic() - started < 5
+    # It gave up after its 1 + 2 tries, waiting only its backoffs (at most one of 0.01 * 2^attempt
+    # per try), never the 5 s timeout (was: a wall-clock bound of 5 s on the whole call).
+    assert 1 <= len(sleeps) <= 3 and all(w <= 0.01 * 2 ** k + 1e-12 for k, w in enumerate(sleeps)), sleeps
     assert client.health()["status"] == "down"
 
 
@@ -120,25 +136,26 @@ OK_BODY = {"verdict": "pass", "pass_ratio": 1.0, "tests": [
      "time_s": 0.001, "stdout_bytes": 0, "stderr_bytes": 0}]}
 
 
-def test_retries_honour_retry_after_on_429(scripted_server):
+def test_retries_honour_retry_after_on_429(scripted_server, sleeps):
     handler, url = scripted_server
     handler.script = [(429, {"Retry-After": "1"}, {"detail": "full"}), (200, {}, OK_BODY)]
     with SandboxClient(url, backoff_s=0.01) as client:
         result = client.execute(_add_request(0))
     assert result.verdict == "pass"
     assert len(handler.arrivals) == 2
-    assert handler.arrivals[1] - handler.arrivals[0] >= 0.95  # waited for Retry-After
+    assert sleeps == [1.0]  # waited for Retry-After (1 s), not its own 0.01 s backoff
 
 
-def test_retries_5xx_with_backoff_then_sandbox_error(scripted_server):
+def test_retries_5xx_with_backoff_then_sandbox_error(scripted_server, sleeps):
     handler, url = scripted_server
     handler.script = [(500, {}, {})] * 10
     with SandboxClient(url, max_retries=3, backoff_s=0.05, down_s=0.0) as client:
         result = client.execute(_add_request(0))
     assert result.infra_error and result.tests == ()
     assert len(handler.arrivals) == 4  # first try + 3 retries
-    gaps = [b - a for a, b in zip(handler.arrivals, handler.arrivals[1:])]
-    assert gaps[2] > gaps[0]  # exponential
+    # exponential, and no wait after the last try (was: arrival gaps compared, which request
+    # latency on a loaded machine can reorder)
+    assert sleeps == pytest.approx([0.05, 0.1, 0.2])
 
 
 def test_5xx_then_success(scripted_server):
@@ -174,6 +191,9 @@ def _service_pid(port: int) -> int:
 
 
 def test_three_replicas_one_killed_mid_run_loses_nothing():
+    """Replica b is killed (SIGKILL) in the middle of a batch: after 6 of its 30 chunks have come back,
+    just before the client's next request to b. Triggered by the run's own progress rather than by a
+    timer (was: a kill after 1 s and an assert that the run took longer, which a fast machine breaks)."""
     with local_sandbox(workers=1) as a, local_sandbox(workers=1) as b, \
             local_sandbox(workers=1) as c:
         requests = [ExecutionRequest(code=f"import time\ntime.sleep(0.01)\ndef f():\n    return {i}\n",
@@ -181,18 +201,28 @@ def test_three_replicas_one_killed_mid_run_loses_nothing():
                                      tests=[{"args": [], "expected": i}]) for i in range(240)]
         client = SandboxClient([a, b, c], batch_size=8, max_in_flight=3, backoff_s=0.05,
                                down_s=0.5)
-        victim = _service_pid(int(b.rsplit(":", 1)[1]))
-        killer = threading.Timer(1.0, os.kill, (victim, signal.SIGKILL))
-        killer.start()
-        started = time.monotonic()
+        victim = psutil.Process(_service_pid(int(b.rsplit(":", 1)[1])))
+        post, lock = client._post, threading.Lock()
+        progress = {"done": 0, "done_at_kill": None}
+
+        def post_then_count(replica, route, chunk, timeout):
+            with lock:
+                if replica.url == b and progress["done"] >= 6 and progress["done_at_kill"] is None:
+                    progress["done_at_kill"] = progress["done"]
+                    victim.send_signal(signal.SIGKILL)
+                    victim.wait(timeout=30)
+            results = post(replica, route, chunk, timeout)
+            with lock:
+                progress["done"] += 1
+            return results
+
+        client._post = post_then_count
         results = client.execute_batch(requests)
-        killer.join()
-        elapsed = time.monotonic() - started
         health = client.health()
         client.close()
     assert len(results) == 240
     assert [r.verdict for r in results] == ["pass"] * 240  # none lost, none mixed up
+    assert progress["done_at_kill"] is not None and progress["done_at_kill"] < 30  # killed mid-run
     assert health["replicas"][b]["status"] == "down"
     assert health["replicas"][a]["status"] == "ok" and health["replicas"][c]["status"] == "ok"
-    assert elapsed > 1.0  # the kill happened during the run
     assert client.replicas[1].failures >= 1
