@@ -25,6 +25,8 @@ install: $(STAMP)
 
 train: install
 	$(PY) -m rltf_jax.train --config configs/default.py --workdir $(WORKDIR)
+	# The final policy as a transformers folder; the export prints the two lines that load it.
+	$(PY) -m rltf_jax.export --checkpoint $(WORKDIR) --out $(WORKDIR)/export --overwrite
 
 test: install
 	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
