@@ -91,7 +91,11 @@ def get_config() -> ml_collections.ConfigDict:
 
     # The PPO update (rltf_jax.ppo.PPOConfig; the field names are its own).
     config.ppo = ml_collections.ConfigDict()
-    config.ppo.advantage = "grpo"           # gae (needs a value model) | grpo | rloo | turn (RLEF)
+    # gae (needs a value model) | grpo | rloo | greedy (the reward of each problem's greedy decode as
+    # baseline: CodeRL / RLTF, configs/rltf_paper.py) | turn (RLEF)
+    config.ppo.advantage = "grpo"
+    config.ppo.policy_loss = "clip"         # clip (PPO) | pg (plain -A log π, one pass: CodeRL / RLTF)
+    config.ppo.normalize_advantages = True  # whiten advantages over the batch's response tokens
     config.ppo.lr = 1e-5                    # measured: +28 points held-out in 45 steps (docs/benchmarks.md)
     # The value head's / critic's learning rate (None: ppo.lr). Used by gae and turn advantages only.
     config.ppo.value_lr = ml_collections.config_dict.placeholder(float)

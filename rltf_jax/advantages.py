@@ -1,4 +1,5 @@
-"""Advantage estimators, registered by name: "gae" (value head), "grpo", "rloo" (critic-free).
+"""Advantage estimators, registered by name: "gae" (value head), "grpo", "rloo", "greedy"
+(critic-free).
 
 All take token-level arrays over the action axis L (one entry per predicted token) and a mask that
 is True on the tokens the policy wrote (possibly several spans, e.g. RLEF turns). Positions off the
@@ -7,8 +8,9 @@ multi-turn episode inserts between replies does not break the recursion.
 
 Every estimator has the signature
     estimator(rewards [B, L] f32, values [B, L] f32 | None, mask [B, L] bool, group_ids [B] int32,
-              *, gamma, lam, eps) -> (advantages [B, L] f32, returns [B, L] f32 | None)
-and is zero off the mask.
+              *, gamma, lam, eps, baselines [B] f32 | None = None)
+        -> (advantages [B, L] f32, returns [B, L] f32 | None)
+and is zero off the mask. `baselines` (PPOBatch.baselines) is read by "greedy" only.
 """
 
 from __future__ import annotations
@@ -92,31 +94,50 @@ def rloo_scores(scores: jax.Array, group_ids: jax.Array) -> jax.Array:
 
 
 @register_estimator("gae", needs_values=True)
-def gae_estimator(rewards, values, mask, group_ids, *, gamma, lam, eps):
-    del group_ids, eps
+def gae_estimator(rewards, values, mask, group_ids, *, gamma, lam, eps, baselines=None):
+    del group_ids, eps, baselines
     if values is None:
         raise ValueError("the 'gae' advantage needs values (a value head)")
     return gae(rewards, values, mask, gamma, lam)
 
 
 @register_estimator("grpo", needs_values=False)
-def grpo_estimator(rewards, values, mask, group_ids, *, gamma, lam, eps):
+def grpo_estimator(rewards, values, mask, group_ids, *, gamma, lam, eps, baselines=None):
     """Group-normalised sequence score, the same advantage on every token of the sequence."""
-    del values, gamma, lam
+    del values, gamma, lam, baselines
     adv = grpo_scores(sequence_scores(rewards, mask), group_ids, eps)
     return jnp.where(mask, adv[:, None], 0.0), None
 
 
 @register_estimator("rloo", needs_values=False)
-def rloo_estimator(rewards, values, mask, group_ids, *, gamma, lam, eps):
+def rloo_estimator(rewards, values, mask, group_ids, *, gamma, lam, eps, baselines=None):
     """Leave-one-out baselined sequence score on every token of the sequence."""
-    del values, gamma, lam, eps
+    del values, gamma, lam, eps, baselines
     adv = rloo_scores(sequence_scores(rewards, mask), group_ids)
     return jnp.where(mask, adv[:, None], 0.0), None
 
 
+@register_estimator("greedy", needs_values=False)
+def greedy_estimator(rewards, values, mask, group_ids, *, gamma, lam, eps, baselines=None):
+    """Self-critical baseline (Rennie et al. 2017), as CodeRL (Le et al. 2022) and RLTF train:
+    the baseline of a sample is the reward of the greedy decode of the same problem, judged in the
+    same step (loop.sample_programs(greedy_baseline=True)):
+
+        A_{i,t} = s_i - b_i   on every token t of sequence i,   s_i = Σ_t rewards[i, t] over the mask,
+        b_i = outcome reward of the greedy (temperature 0) decode of sequence i's problem.
+
+    baselines [B] f32 (b_i; one value per group, repeated on its rows) -> advantages [B, L].
+    """
+    del values, gamma, lam, eps, group_ids
+    if baselines is None:
+        raise ValueError("the 'greedy' advantage needs the batch's baselines (the greedy decode's "
+                         "reward of each row's problem: loop.sample_programs(greedy_baseline=True))")
+    adv = sequence_scores(rewards, mask) - baselines.astype(jnp.float32)
+    return jnp.where(mask, adv[:, None], 0.0), None
+
+
 @register_estimator("turn", needs_values=True)
-def turn_estimator(rewards, values, mask, group_ids, *, gamma, lam, eps):
+def turn_estimator(rewards, values, mask, group_ids, *, gamma, lam, eps, baselines=None):
     """RLEF's turn-level value: computed by ppo.rollout_statistics from the batch's turn structure
     (turn_advantages.turn_estimates), since it needs `turn_ids` and `value_positions`."""
     raise ValueError("the 'turn' advantage needs the batch's turn_ids and value_positions "

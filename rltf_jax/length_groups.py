@@ -86,6 +86,7 @@ def split_by_length(batch: PPOBatch, groups: int, *, rows_multiple: int = 1, mul
         positions = batch.value_positions[picked]
         fields["value_positions"] = np.where(positions >= 0, positions - first[picked, None], -1).astype(np.int32)
         fields["group_ids"] = batch.group_ids[picked]
+        fields["baselines"] = batch.baselines[picked]
         parts.append(PPOBatch(**fields))
     return tuple(parts)
 

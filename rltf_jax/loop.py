@@ -4,6 +4,8 @@ One RL step (``rltf_jax.train`` drives it):
 
     problems  = ProblemStream.for_step(step)                     # deterministic in (seed, step)
     rollout   = sample_programs(sampler, problems, ...)          # jitted sampler, K programs each
+                                                                 # (+ one greedy decode each for the
+                                                                 #  "greedy" advantage's baseline)
     results   = execute_programs(client, rollout, ...)           # HTTP sandbox (may overlap the next sample)
     samples   = score_rollout(rollout, results, ...)             # coarse / adaptive / fine-grained
     batch     = ppo_batch(samples + replayed, ...)               # [B, T] arrays for the jitted update
@@ -73,6 +75,8 @@ class ProgramRollout:
 
     ``problems[i]`` is the problem of row i (each problem repeated K times, consecutively);
     ``group_ids[i]`` numbers the problem within the step, for GRPO / RLOO groups.
+    ``greedy`` (the "greedy" advantage): one row per problem, decoded greedily with the same
+    budget; it is judged with the samples, its reward is their baseline, it is never trained on.
     """
 
     problems: list[Problem]
@@ -80,6 +84,7 @@ class ProgramRollout:
     rollout: Rollout                 # tokens, logprobs, masks, texts of the B replies
     extracted: list[ExtractedCode | None]
     truncated: np.ndarray            # [B] bool: the reply hit max_new_tokens without a stop
+    greedy: "ProgramRollout | None" = None  # one greedy (temperature 0) decode per problem, or None
 
 
 def _truncated(rollout: Rollout, max_new_tokens: int, stop_ids: Sequence[int]) -> np.ndarray:
@@ -91,19 +96,26 @@ def _truncated(rollout: Rollout, max_new_tokens: int, stop_ids: Sequence[int]) -
 
 def sample_programs(sampler, tokenizer, problems: Sequence[Problem], *, samples_per_problem: int,
                     params: SamplingParams, rng, prompt_style: str,
-                    stop_ids: Sequence[int], first_problem: int = 0) -> ProgramRollout:
+                    stop_ids: Sequence[int], first_problem: int = 0,
+                    greedy_baseline: bool = False) -> ProgramRollout:
     """Samples ``samples_per_problem`` replies per problem and extracts their programs.
 
     first_problem: the step-wide index of ``problems[0]`` (a process's share of a multi-process
-    step): group ids and sampling rows continue from it, so the shares add up to the whole step."""
+    step): group ids and sampling rows continue from it, so the shares add up to the whole step.
+    greedy_baseline: also decode each problem once greedily (``ProgramRollout.greedy``)."""
     repeated = [p for p in problems for _ in range(samples_per_problem)]
     prompts = [build_prompt(p, tokenizer, style=prompt_style) for p in repeated]
     rollout = sampler.generate(prompts, params, rng, row_offset=first_problem * samples_per_problem)
     extracted = [extract_code(p, text, style=prompt_style) for p, text in zip(repeated, rollout.texts)]
     group_ids = np.repeat(np.arange(first_problem, first_problem + len(problems), dtype=np.int32),
                           samples_per_problem)
+    greedy = None
+    if greedy_baseline:
+        greedy = sample_programs(sampler, tokenizer, problems, samples_per_problem=1,
+                                 params=dataclasses.replace(params, greedy=True), rng=rng,
+                                 prompt_style=prompt_style, stop_ids=stop_ids, first_problem=first_problem)
     return ProgramRollout(repeated, group_ids, rollout, extracted,
-                          _truncated(rollout, params.max_new_tokens, stop_ids))
+                          _truncated(rollout, params.max_new_tokens, stop_ids), greedy)
 
 
 def execution_request(problem: Problem, code: ExtractedCode, *, tests: str, limits: dict) -> ExecutionRequest:
@@ -114,13 +126,18 @@ def execution_request(problem: Problem, code: ExtractedCode, *, tests: str, limi
 
 def execute_programs(client: SandboxClient, programs: ProgramRollout, *, tests: str,
                      limits: dict) -> list[ExecutionResult | None]:
-    """Runs every extracted program on its problem's tests; None where the reply had no code."""
+    """Runs every extracted program on its problem's tests; None where the reply had no code.
+
+    One result per row, followed by one per ``programs.greedy`` row when there are greedy decodes
+    (all in one batch to the sandbox)."""
+    rollouts = [programs] + ([programs.greedy] if programs.greedy is not None else [])
+    pairs = [(p, c) for r in rollouts for p, c in zip(r.problems, r.extracted)]
     requests, rows = [], []
-    for row, (problem, code) in enumerate(zip(programs.problems, programs.extracted)):
+    for row, (problem, code) in enumerate(pairs):
         if code is not None:
             requests.append(execution_request(problem, code, tests=tests, limits=limits))
             rows.append(row)
-    results: list[ExecutionResult | None] = [None] * len(programs.problems)
+    results: list[ExecutionResult | None] = [None] * len(pairs)
     for row, result in zip(rows, client.execute_batch(requests)):
         results[row] = result
     return results
@@ -136,27 +153,65 @@ class ScoredSample:
     token_penalties: np.ndarray      # [N_i] float32, fine-grained penalties on the blamed tokens
     group_id: int
     passed: bool
+    baseline: float = 0.0            # the "greedy" advantage's baseline: its problem's greedy reward
+
+
+def _judged_rows(results: Sequence[ExecutionResult | None]) -> list[int]:
+    """Rows the sandbox judged or that had no code: infrastructure failures left out."""
+    return [row for row, result in enumerate(results) if result is None or not result.infra_error]
+
+
+def _score_rows(programs: ProgramRollout, results, rows: list[int], tokenizer, reward_config):
+    """`score_batch` over the given rows of a rollout: (token_rewards [len(rows), N], components)."""
+    rollout, index = programs.rollout, np.asarray(rows)
+    return score_batch(
+        [results[r] for r in rows], [programs.extracted[r] for r in rows],
+        rollout.response_tokens[index], rollout.response_mask[index], programs.truncated[index],
+        tokenizer, reward_config, texts=[rollout.texts[r] for r in rows])
+
+
+def greedy_baselines(greedy: ProgramRollout, results: Sequence[ExecutionResult | None], tokenizer,
+                     reward_config: RewardConfig) -> tuple[dict[int, float], dict[str, float]]:
+    """{group id: outcome reward of its problem's greedy decode} (the "greedy" advantage's baseline:
+    the same reward a sample gets, without the fine-grained term, as RLTF's R(baseline_error,
+    baseline_pass_ratio)) and metrics. A greedy row lost to a sandbox_error leaves its group out."""
+    rows = _judged_rows(results)
+    metrics = {"baseline/dropped_sandbox_error": float(len(results) - len(rows)),
+               "baseline/greedy_outcome": float("nan"), "baseline/greedy_pass_rate": float("nan")}
+    if not rows:
+        return {}, metrics
+    _, parts = _score_rows(greedy, results, rows, tokenizer, reward_config)
+    metrics["baseline/greedy_outcome"] = float(np.mean(parts["outcome"]))
+    metrics["baseline/greedy_pass_rate"] = float(np.mean(
+        [results[r] is not None and results[r].verdict == "pass" for r in rows]))
+    return {int(greedy.group_ids[r]): float(parts["outcome"][i]) for i, r in enumerate(rows)}, metrics
 
 
 def score_rollout(programs: ProgramRollout, results: Sequence[ExecutionResult | None], tokenizer,
                   reward_config: RewardConfig) -> tuple[list[ScoredSample], dict[str, float]]:
     """Token rewards for every program the sandbox judged; infrastructure failures are dropped.
 
+    `results`: `execute_programs`'s, one per row, then one per greedy row if `programs.greedy`;
+    then each sample's `baseline` is its problem's greedy reward (`greedy_baselines`), and the
+    samples of a problem whose greedy decode was lost are dropped too.
     Returns the scored samples (in row order, dropped rows left out) and metrics: reward
     components, error-class shares, pass rate, and ``samples/dropped_sandbox_error``.
     """
-    rollout = programs.rollout
-    keep = [row for row, result in enumerate(results) if result is None or not result.infra_error]
-    dropped = len(results) - len(keep)
-    metrics: dict[str, float] = {"samples/dropped_sandbox_error": float(dropped),
-                                 "samples/total": float(len(results))}
+    rollout, rows_count = programs.rollout, len(programs.problems)
+    results, greedy_results = list(results[:rows_count]), list(results[rows_count:])
+    baselines, metrics = {}, {}
+    keep = _judged_rows(results)
+    metrics.update({"samples/dropped_sandbox_error": float(len(results) - len(keep)),
+                    "samples/total": float(len(results))})
+    if programs.greedy is not None:
+        baselines, greedy_metrics = greedy_baselines(programs.greedy, greedy_results, tokenizer, reward_config)
+        metrics.update(greedy_metrics)
+        judged = len(keep)
+        keep = [row for row in keep if int(programs.group_ids[row]) in baselines]
+        metrics["samples/dropped_no_baseline"] = float(judged - len(keep))
     if not keep:
         return [], metrics
-    rows = np.asarray(keep)
-    token_rewards, parts = score_batch(
-        [results[r] for r in keep], [programs.extracted[r] for r in keep],
-        rollout.response_tokens[rows], rollout.response_mask[rows], programs.truncated[rows],
-        tokenizer, reward_config, texts=[rollout.texts[r] for r in keep])
+    token_rewards, parts = _score_rows(programs, results, keep, tokenizer, reward_config)
     samples = []
     for i, row in enumerate(keep):
         result = results[row]
@@ -170,11 +225,12 @@ def score_rollout(programs: ProgramRollout, results: Sequence[ExecutionResult | 
             token_penalties=token_rewards[i, :n] - outcome_rewards,
             group_id=int(programs.group_ids[row]),
             passed=result is not None and result.verdict == "pass",
+            baseline=baselines.get(int(programs.group_ids[row]), 0.0),
         ))
     metrics.update(reward_metrics(parts))
     metrics["samples/pass_rate"] = float(np.mean([s.passed for s in samples]))
     metrics["samples/no_code"] = float(np.mean([programs.extracted[r] is None for r in keep]))
-    metrics["samples/truncated"] = float(np.mean(programs.truncated[rows]))
+    metrics["samples/truncated"] = float(np.mean(programs.truncated[np.asarray(keep)]))
     metrics["samples/response_tokens"] = float(np.mean([len(s.response_tokens) for s in samples]))
     return samples, metrics
 
@@ -235,7 +291,7 @@ def ppo_batch(samples: Sequence[ScoredSample], *, batch_size: int, pad_id: int,
     Returns:
       tokens [B, T] int32, attention_mask [B, T] bool, response_mask [B, T] bool,
       token_rewards [B, T] float32, token_penalties [B, T] float32, group_ids [B] int32 (-1 on
-      padding rows).
+      padding rows), baselines [B] float32 (each sample's `baseline`, 0 on padding rows).
     """
     if len(samples) > batch_size:
         raise ValueError(f"{len(samples)} samples do not fit a batch of {batch_size}")
@@ -247,6 +303,7 @@ def ppo_batch(samples: Sequence[ScoredSample], *, batch_size: int, pad_id: int,
     rewards = np.zeros((batch_size, length), np.float32)
     penalties = np.zeros((batch_size, length), np.float32)
     groups = np.full((batch_size,), -1, np.int32)
+    baselines = np.zeros((batch_size,), np.float32)
     for row, sample in enumerate(samples):
         p, n = len(sample.prompt_tokens), len(sample.response_tokens)
         tokens[row, :p] = sample.prompt_tokens
@@ -256,5 +313,7 @@ def ppo_batch(samples: Sequence[ScoredSample], *, batch_size: int, pad_id: int,
         rewards[row, p:p + n] = sample.token_rewards
         penalties[row, p:p + n] = sample.token_penalties
         groups[row] = sample.group_id
+        baselines[row] = sample.baseline
     return {"tokens": tokens, "attention_mask": attention, "response_mask": response,
-            "token_rewards": rewards, "group_ids": groups, "token_penalties": penalties}
+            "token_rewards": rewards, "group_ids": groups, "token_penalties": penalties,
+            "baselines": baselines}

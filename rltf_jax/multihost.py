@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 # Host metrics that are counts over the step (summed over processes); the others are means.
-SUMMED_METRICS = ("samples/total", "samples/dropped_sandbox_error", "samples/replayed")
+SUMMED_METRICS = ("samples/total", "samples/dropped_sandbox_error", "samples/replayed",
+                  "samples/dropped_no_baseline", "baseline/dropped_sandbox_error")
 
 
 def process_share(items: Sequence, process_index: int | None = None,

@@ -9,10 +9,10 @@ The update, as pseudocode (each line is a function below or in ppo_losses.py / a
     logπ_ref         = forward(reference)(batch)
     kl_t             = k1|k3(logπ_old, logπ_ref)
     r_t              = token_rewards_t - β kl_t                # when PPOConfig.kl_mode == "reward"
-    A_t, R_t         = GAE(γ, λ)(r, V_old) | GRPO(r) | RLOO(r) # PPOConfig.advantage
+    A_t, R_t         = GAE(γ, λ)(r, V_old) | GRPO(r) | RLOO(r) | r - r_greedy  # PPOConfig.advantage
     repeat epochs:                                             # lax.scan
         for each minibatch of a fresh permutation:             # lax.scan
-            g = Σ over microbatches ∇ [ clip-policy-loss + c_v clip-value-loss
+            g = Σ over microbatches ∇ [ clip-policy-loss (or -A log π) + c_v clip-value-loss
                                         - c_e entropy (+ β k3 in the loss) ]  # lax.scan, accumulation
             params = AdamW(clip_by_global_norm(g), warmup schedule)
 
@@ -102,7 +102,7 @@ def join_parts(parts: tuple[PPOBatch, ...]) -> PPOBatch:
     joined = {}
     for name in PPOBatch._fields:
         values = [getattr(p, name) for p in parts]
-        if name in ("group_ids", "value_positions"):
+        if name in ("group_ids", "value_positions", "baselines"):
             joined[name] = jnp.concatenate(values, axis=0)
         else:
             joined[name] = join_rows(values, length, fills.get(name, 0))
@@ -159,7 +159,7 @@ def _rollout_statistics(defs, config, state: TrainState, parts: tuple[PPOBatch, 
     else:
         advantages, returns = get_estimator(config.advantage)(
             rewards, stats.get("old_values"), mask, batch.group_ids,
-            gamma=config.gamma, lam=config.lam, eps=config.advantage_eps)
+            gamma=config.gamma, lam=config.lam, eps=config.advantage_eps, baselines=batch.baselines)
     if config.normalize_advantages:
         advantages = L.whiten(advantages, mask)
     if not config.uses_values:
@@ -179,8 +179,11 @@ def loss_fn(params, defs, config, kl_coef, mb: dict, denominator, value_denomina
     logp, entropy, values = forward(defs, config, params["policy"], params["value"],
                                     mb["tokens"], mb["attention_mask"])
     mask = mb["action_mask"]
-    policy_loss, clipped = L.clipped_policy_loss(logp, mb["old_logp"], mb["advantages"], mask,
-                                                 config.clip_eps, denominator)
+    if config.policy_loss == "pg":
+        policy_loss, clipped = L.policy_gradient_loss(logp, mb["advantages"], mask, denominator), 0.0
+    else:
+        policy_loss, clipped = L.clipped_policy_loss(logp, mb["old_logp"], mb["advantages"], mask,
+                                                     config.clip_eps, denominator)
     if config.ent_coef == 0.0:  # a metric only: no backward pass through the [B, L, V] entropy
         entropy = jax.lax.stop_gradient(entropy)
     entropy_sum = L.masked_sum(entropy, mask)

@@ -68,6 +68,18 @@ def clipped_policy_loss(logprobs, old_logprobs, advantages, mask, clip_eps: floa
     return loss, clipped_count
 
 
+def policy_gradient_loss(logprobs, advantages, mask, denominator):
+    """Plain policy gradient (REINFORCE with a baseline folded into A; Williams 1992), the loss
+    CodeRL and RLTF train with: L = -Σ_t A_t log π(a_t) / denominator, A held fixed.
+
+    Its gradient -Σ_t A_t ∇log π(a_t) / denominator equals PPO-clip's at ρ = 1 (the first step on
+    fresh samples); without a ratio it is only right on-policy, so it is taken once per batch.
+    Args: logprobs, advantages [B, L] float32; mask [B, L] bool; denominator scalar.
+    Returns a scalar.
+    """
+    return -masked_sum(jax.lax.stop_gradient(advantages) * logprobs, mask) / denominator
+
+
 def clipped_value_loss(values, old_values, returns, mask, clip_eps: float, denominator):
     """Clipped value loss: ½ Σ_t max((V_t - R_t)², (V_old,t + clip(V_t - V_old,t, ±ε) - R_t)²) / denominator.
 

@@ -15,13 +15,17 @@ from rltf_jax.models.value_head import VALUE_MODES
 
 KL_MODES = ("reward", "loss")
 KL_FORMS = ("token", "turn_mean")
+POLICY_LOSSES = ("clip", "pg")
 
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
     """PPO hyperparameters (the lead's ml_collections `ppo` block maps onto this).
 
-    advantage: "gae" (needs a value model) | "grpo" | "rloo" (critic-free; no value model is built).
+    advantage: "gae" (needs a value model) | "grpo" | "rloo" | "greedy" (critic-free; no value model is
+      built; "greedy" subtracts the reward of each problem's greedy decode, PPOBatch.baselines).
+    policy_loss: "clip" (PPO's clipped surrogate) | "pg" (plain policy gradient -A log π, CodeRL /
+      RLTF; on-policy, so it needs epochs = num_minibatches = 1).
     gamma, lam: GAE discount and λ. clip_eps: policy ratio clip ε. value_clip: value clip (absolute).
     vf_coef, ent_coef: weights of the value loss and the entropy bonus.
     kl_coef: β, initial KL coefficient. kl_estimator: "k1" | "k2" | "k3".
@@ -47,6 +51,7 @@ class PPOConfig:
     """
 
     advantage: str = "gae"
+    policy_loss: str = "clip"
     gamma: float = 1.0
     lam: float = 0.95
     clip_eps: float = 0.2
@@ -112,6 +117,8 @@ class PPOBatch(NamedTuple):
     turn_ids [B, T] int32 or None: for multi-turn episodes, k on the tokens of reply k, -1 elsewhere;
     value_positions [B, K] int32 or None: the token index where reply k's value is read (-1 absent).
     Both are needed by the "turn" advantage and kl_form "turn_mean" (episode_batch.py builds them).
+    baselines [B] float32 or None: the "greedy" advantage's baseline, the outcome reward of the
+    greedy decode of row b's problem (loop.ppo_batch fills it).
     """
 
     tokens: Any
@@ -122,6 +129,7 @@ class PPOBatch(NamedTuple):
     token_penalties: Any = None
     turn_ids: Any = None
     value_positions: Any = None
+    baselines: Any = None
 
 
 def batch_from_rollout(prompt_tokens, prompt_mask, response_tokens, response_mask, response_rewards,
@@ -144,7 +152,7 @@ def batch_from_rollout(prompt_tokens, prompt_mask, response_tokens, response_mas
 
 def complete_batch(batch: PPOBatch) -> PPOBatch:
     """Every optional field filled (one compiled signature): no `token_penalties` -> zeros, no turn
-    structure -> turn_ids = -1 [B, T] and value_positions = -1 [B, 1]."""
+    structure -> turn_ids = -1 [B, T] and value_positions = -1 [B, 1], no baselines -> zeros [B]."""
     shape = np.shape(batch.token_rewards)
     if batch.token_penalties is None:
         batch = batch._replace(token_penalties=np.zeros(shape, np.float32))
@@ -152,4 +160,6 @@ def complete_batch(batch: PPOBatch) -> PPOBatch:
         batch = batch._replace(turn_ids=np.full(shape, -1, np.int32))
     if batch.value_positions is None:
         batch = batch._replace(value_positions=np.full((shape[0], 1), -1, np.int32))
+    if batch.baselines is None:
+        batch = batch._replace(baselines=np.zeros(shape[0], np.float32))
     return batch

@@ -92,6 +92,8 @@ class Trainer:
             raise ValueError(f"config.method={self.method!r}; expected one of {METHODS}")
         if self.method == "rlef":
             self.rlef_rewards = RLEFRewardConfig(**config.rlef.rewards.to_dict())
+            if self.ppo_config.advantage == "greedy":
+                raise ValueError("ppo.advantage='greedy' needs single-turn rollouts (method='rltf')")
         state, self.defs = init_train_state(self.loaded, self.ppo_config, seed=config.seed)
         self.state = jax.device_put(state, train_state_shardings(state, self.mesh))
         self.identity = model_identity(config.model.name, self.loaded.config)
@@ -200,7 +202,8 @@ class Trainer:
             self.sampler, self.tokenizer, problems,
             samples_per_problem=self.config.rollout.samples_per_problem, params=self.sampling_params(),
             rng=self.step_key(step), prompt_style=self.config.data.prompt_style,
-            stop_ids=self.loaded.config.eos_token_ids, first_problem=first)
+            stop_ids=self.loaded.config.eos_token_ids, first_problem=first,
+            greedy_baseline=self.ppo_config.advantage == "greedy")
 
     def execute(self, programs: loop.ProgramRollout):
         with self._timed("execute"):

@@ -81,4 +81,20 @@ def test_registry_rejects_unknown_and_gae_needs_values():
     with pytest.raises(ValueError, match="needs values"):
         A.get_estimator("gae")(jnp.zeros((1, 2)), None, jnp.ones((1, 2), bool), jnp.zeros(1, jnp.int32),
                                gamma=1.0, lam=1.0, eps=0.0)
-    assert A.NEEDS_VALUES == {"gae": True, "grpo": False, "rloo": False, "turn": True}
+    assert A.NEEDS_VALUES == {"gae": True, "grpo": False, "rloo": False, "greedy": False, "turn": True}
+    with pytest.raises(ValueError, match="needs the batch's baselines"):
+        A.get_estimator("greedy")(jnp.zeros((1, 2)), None, jnp.ones((1, 2), bool), jnp.zeros(1, jnp.int32),
+                                  gamma=1.0, lam=1.0, eps=0.0)
+
+
+def test_greedy_subtracts_the_greedy_decodes_reward_of_each_rows_problem():
+    rewards = np.array([[0.0, 0.2, 1.0, 0.0], [0.0, -0.1, -0.6, 5.0], [0.0, 0.0, -0.3, 0.0]], np.float32)
+    mask = np.array([[False, True, True, False], [False, True, True, False], [True, True, True, False]])
+    baselines = np.array([-0.3, -0.3, 1.0], np.float32)  # rows 0, 1: one problem; row 2: another
+    adv, ret = A.get_estimator("greedy")(jnp.asarray(rewards), None, jnp.asarray(mask), jnp.array([0, 0, 1]),
+                                         gamma=1.0, lam=1.0, eps=1e-6, baselines=jnp.asarray(baselines))
+    scores = np.where(mask, rewards, 0.0).astype(np.float64).sum(axis=1)  # 5.0 is off the mask
+    want = np.where(mask, (scores - baselines)[:, None], 0.0)
+    assert ret is None
+    np.testing.assert_allclose(np.asarray(adv), want, rtol=1e-6)
+    np.testing.assert_allclose(want[:, 1], [1.2 + 0.3, -0.7 + 0.3, -0.3 - 1.0], rtol=1e-6)

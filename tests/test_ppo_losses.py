@@ -26,6 +26,22 @@ def test_clipped_policy_loss_and_gradient_by_hand():
     np.testing.assert_allclose(np.asarray(grad), [[0.0, -1 * 0.5 / 4, 1.0 * 1.1 / 4, 0.0, 0.0]], rtol=1e-6)
 
 
+def test_policy_gradient_loss_and_gradient_match_float64_numpy():
+    rng = np.random.default_rng(0)
+    logp = np.log(rng.uniform(0.05, 1.0, (3, 5)))
+    adv = rng.normal(size=(3, 5))
+    mask = rng.uniform(size=(3, 5)) < 0.7
+    denominator = float(mask.sum())
+    want = -np.sum(np.where(mask, adv * logp, 0.0)) / denominator   # float64 reference
+    loss = L.policy_gradient_loss(jnp.asarray(logp, jnp.float32), jnp.asarray(adv, jnp.float32),
+                                  jnp.asarray(mask), denominator)
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    grad = jax.grad(lambda lp, a: L.policy_gradient_loss(lp, a, jnp.asarray(mask), denominator),
+                    argnums=(0, 1))(jnp.asarray(logp, jnp.float32), jnp.asarray(adv, jnp.float32))
+    np.testing.assert_allclose(np.asarray(grad[0]), np.where(mask, -adv, 0.0) / denominator, rtol=1e-5)
+    assert not np.asarray(grad[1]).any()  # the advantage is a constant of the loss
+
+
 def test_clipped_value_loss_by_hand():
     values = jnp.array([[1.0, 0.0, 2.0]])
     old = jnp.array([[0.5, 0.5, 0.5]])
