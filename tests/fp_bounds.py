@@ -70,3 +70,15 @@ def logit_error_bound(hidden_f64: np.ndarray, head_f64: np.ndarray, n_terms: int
     """
     scale = np.abs(hidden_f64) @ np.abs(head_f64).T
     return probabilistic_gamma(n_terms, lam, u) * scale
+
+
+def log_softmax_error_bound(lse: np.ndarray | float, logp: np.ndarray | float, n_terms: int, sums: int = 1,
+                            lam: float = 4.0, u: float = U_F32):
+    """Bound on |float32 log p - float64 log p| for log p = x_t - logsumexp(x) (float32 inputs taken as
+    exact), optionally renormalised over a nucleus (one more sum: sums=2).
+
+    Each sum of n_terms positive terms (the softmax denominator, a nucleus' mass) has a relative error
+    of at most probabilistic_gamma(n_terms, lam), an absolute error once through the log; exp, log,
+    the max shift and the subtractions add a few roundings of size u times the magnitudes involved,
+    8 u (1 + |lse| + |log p|) being a generous count of them."""
+    return sums * probabilistic_gamma(n_terms, lam, u) + 8 * u * (1 + np.abs(lse) + np.abs(logp))

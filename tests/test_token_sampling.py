@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fp_bounds import log_softmax_error_bound
 from rltf_jax.token_sampling import _threshold_nucleus, _uniforms, first_argmax, full_sort_nucleus, sample_tokens
 
 ROWS = 20_000
@@ -102,14 +103,26 @@ def test_nucleus_from_candidates_equals_the_full_sort_and_rows_are_independent()
     x = jnp.asarray(np.concatenate([peaked, flat]).astype(np.float32))
     keys = jax.random.split(jax.random.key(7), x.shape[0])
     tokens, logp = sample_tokens(x, keys, 1.0, 0.9, greedy=False, top_k=0, use_top_p=True)
-    ref_tokens, ref_logp = full_sort_nucleus(x, 0.9, _uniforms(keys, x.shape[0]))
+    uniforms = _uniforms(keys, x.shape[0])
+    ref_tokens, ref_logp = full_sort_nucleus(x, 0.9, uniforms)
     np.testing.assert_array_equal(tokens, ref_tokens)
-    np.testing.assert_allclose(logp, ref_logp, atol=1e-6)
     for row in range(x.shape[0]):  # alone, each row draws what it drew in the mixed batch
         alone, alone_logp = sample_tokens(x[row:row + 1], keys[row:row + 1], 1.0, 0.9, greedy=False,
                                           top_k=0, use_top_p=True)
         assert int(alone[0]) == int(tokens[row])
-        np.testing.assert_allclose(alone_logp[0], logp[row], atol=1e-6)
+        # The draws are equal by the arithmetic, not by luck: top_p and u x mass are > 1e-5 (in
+        # float64) from every cumulative-mass boundary, more than float32 cumulative sums of <= 300
+        # probabilities can move (probabilistic_gamma(300, 4) = 4.2e-6, plus a few u per term).
+        token, margin = sorted_draw_float64(x[row], 0.9, float(uniforms[row]))
+        assert margin > 1e-5 and int(tokens[row]) == token, (row, margin)
+        # log p of the draw: the candidate path, the full sort and the row alone are three float32
+        # programs, so each is bounded against float64 (was: 1e-6 between them, 2 ulps at |log p| ~ 5).
+        row64 = np.asarray(x[row], np.float64)
+        lse = row64.max() + np.log(np.exp(row64 - row64.max()).sum())
+        want = np.log(exact_distribution(row64, 1.0, 0.9)[token])
+        bound = log_softmax_error_bound(lse, want, x.shape[1], sums=2)
+        for got in (logp[row], ref_logp[row], alone_logp[0]):
+            assert abs(float(got) - want) <= bound, (row, float(got), want, bound)
 
 
 def test_sort_free_nucleus_draws_what_a_stable_sort_draws_including_ties():
@@ -144,7 +157,11 @@ def test_first_argmax_is_argmax_including_ties():
     np.testing.assert_array_equal(first_argmax(tied), [3, 0])
     tokens, logp = sample_tokens(x, jax.random.key(0), 1.0, 1.0, greedy=True, top_k=0, use_top_p=False)
     np.testing.assert_array_equal(tokens, jnp.argmax(x, axis=-1))
-    np.testing.assert_allclose(logp, jnp.max(jax.nn.log_softmax(x, -1), -1), atol=1e-6)
+    # log p of the argmax against float64 (was: 1e-6, 2 ulps, against jax's float32 log_softmax)
+    x64 = np.asarray(x, np.float64)
+    lse = x64.max(-1) + np.log(np.exp(x64 - x64.max(-1, keepdims=True)).sum(-1))
+    want = x64.max(-1) - lse
+    assert np.all(np.abs(np.asarray(logp) - want) <= log_softmax_error_bound(lse, want, x.shape[-1]))
     tied_tokens, tied_logp = sample_tokens(tied, jax.random.key(0), 1.0, 1.0, greedy=True, top_k=0,
                                            use_top_p=False)
     np.testing.assert_array_equal(tied_tokens, [3, 0])
