@@ -405,7 +405,6 @@ def test_smollm2_hf_round_trip(tmp_path):
     loaded = load_model("smollm2-135m-instruct")
     hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(out)).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(out))
-    assert not (set(json.loads((out / "config.json").read_text())) - set(hf_model.config.to_dict()))
     chat = tokenizer.apply_chat_template([{"role": "user", "content": PROMPTS[1]}], tokenize=False,
                                          add_generation_prompt=True)
     assert chat == loaded.tokenizer.apply_chat_template([{"role": "user", "content": PROMPTS[1]}],

@@ -91,7 +91,7 @@ def hf_config_dict(config: ModelConfig, dtype: str = "float32") -> dict:
         "rope_scaling": dict(config.rope_scaling) if config.rope_scaling else None,
         "tie_word_embeddings": config.tie_word_embeddings,
         "bos_token_id": config.bos_token_id, "eos_token_id": _one_or_list(config.eos_token_ids),
-        "torch_dtype": dtype, "use_cache": True,
+        "dtype": dtype, "torch_dtype": dtype, "use_cache": True,  # transformers >= 5 / older readers
     }
     if model_type == "qwen2":
         hf.update(use_sliding_window=False, sliding_window=None, max_window_layers=config.num_layers)
