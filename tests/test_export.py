@@ -208,7 +208,11 @@ def _gguf_hf(path):
     return transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-qwen2"])
+# llama files permute Q/K rows (the mapping most likely to go wrong); qwen2 ones run with the slow tests.
+GGUF_MODELS = ["tiny-llama", pytest.param("tiny-qwen2", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("name", GGUF_MODELS)
 def test_gguf_f32_round_trip(name, tmp_path, monkeypatch):
     monkeypatch.setenv("RLTF_JAX_NO_WEIGHT_CACHE", "1")
     path = tmp_path / f"{name}.gguf"
@@ -221,8 +225,6 @@ def test_gguf_f32_round_trip(name, tmp_path, monkeypatch):
     assert tokenizer.chat_template == loaded.tokenizer.chat_template
     for p in PROMPTS:
         assert tokenizer(p)["input_ids"] == loaded.tokenizer(p)["input_ids"]
-    ours, theirs = _greedy_pair(loaded, hf_model, loaded.tokenizer, PROMPTS[:2])
-    np.testing.assert_array_equal(ours, theirs)
     back = load_model(str(path))
     _assert_same_params(back.model, loaded.model)
     for field in ("num_layers", "num_heads", "num_kv_heads", "head_dim", "tie_word_embeddings",
@@ -257,7 +259,7 @@ class _ArraySource:
         return self.tensors[name][index] if index else self.tensors[name]
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-qwen2"])
+@pytest.mark.parametrize("name", GGUF_MODELS)
 def test_gguf_q8_0_round_trip(name, tmp_path, monkeypatch):
     """Weights within Q8_0's per-weight bound; transformers reads the same file as we do (<= 1e-4);
     logits within the first-order bound of the quantisation: |Δℓ| <= 2 Σ_w |∂ℓ/∂w| e_w for each
@@ -416,3 +418,24 @@ def test_smollm2_hf_round_trip(tmp_path):
         assert tokenizer(prompt)["input_ids"] == loaded.tokenizer(prompt)["input_ids"]
         assert _max_logit_diff(loaded, hf64, _rows(loaded.tokenizer, [prompt])) <= TOL, prompt
     _assert_same_params(load_model(str(out)).model, loaded.model)
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_round_trip(tmp_path, monkeypatch):
+    """SmolLM2 as F32 and Q8_0 GGUF files: transformers (float64) reads each as we do, within 1e-4;
+    the F32 file loads back to identical parameters, and its tokenizer and chat template are ours."""
+    monkeypatch.setenv("RLTF_JAX_NO_WEIGHT_CACHE", "1")
+    loaded = load_model("smollm2-135m-instruct")
+    rows = _rows(loaded.tokenizer, PROMPTS[:2])
+    for quant in ("F32", "Q8_0"):
+        path = tmp_path / f"smollm2-{quant}.gguf"
+        assert _export("--model", "smollm2-135m-instruct", "--format", "gguf", "--quant", quant, "--out", path) == 0
+        back = load_model(str(path))
+        if quant == "F32":
+            _assert_same_params(back.model, loaded.model)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=path.name)
+            assert tokenizer.chat_template == loaded.tokenizer.chat_template
+            assert [tokenizer(p)["input_ids"] for p in PROMPTS] == _rows(loaded.tokenizer)
+        hf64 = _gguf_hf(path).double()
+        for row in rows:
+            assert _max_logit_diff(back, hf64, [row]) <= TOL, quant
