@@ -1,4 +1,8 @@
-"""The shipped starter set (`rltf_jax/data/starter/problems.jsonl`), splits "train" / "heldout"."""
+"""The shipped starter set (`rltf_jax/data/starter/problems.jsonl`), splits "train" / "heldout" / "unseen".
+
+"heldout" holds new instances of training families; "unseen" holds whole families that neither
+other split has (see `rltf_jax.data.starter.generate`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from rltf_jax.data.problem import Problem, problem_from_json
 from rltf_jax.data.rows import convert_rows
 
 STARTER_FILE = pathlib.Path(__file__).resolve().parent.parent / "starter" / "problems.jsonl"
-SPLITS = ("train", "heldout")
+SPLITS = ("train", "heldout", "unseen")
 
 
 def load_starter(split: str | None = None, path: str | None = None, *,

@@ -5,6 +5,10 @@ tests are computed later by running its reference solution (see `generate.py`), 
 hand, so every reference solution passes by construction.
 
 Template fields: ``{name}`` function name, ``{k}`` the variant's constant, ``{params}`` parameters.
+
+This module holds the `Family` record, the input helpers and the first 63 families (call mode);
+`families_call.py` and `families_stdio.py` hold the families added for issue 29 (wider topics,
+and stdin/stdout programs as APPS and CodeContests pose them); `catalog.py` joins them.
 """
 
 from __future__ import annotations
@@ -16,15 +20,26 @@ from typing import Callable
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    """A problem template: names × phrasings × constants, with an input generator."""
+    """A problem template: names × phrasings × constants, with an input generator.
+
+    ``mode="call"``: ``body`` is the reference function's body (indented 4 spaces) and ``inputs``
+    yields argument lists. ``mode="stdio"``: ``names`` is ``("",)``, ``body`` is a whole program
+    reading stdin and printing, and ``inputs`` yields stdin texts. ``topic`` is what the family
+    exercises (one of `TOPICS`), used to stratify the unseen split.
+    """
 
     key: str
     names: tuple[str, ...]
     params: str
-    requests: tuple[str, ...]          # one-line task statements
-    body: str                          # reference function body (indented 4 spaces)
-    inputs: Callable[[random.Random, object], list]   # (rng, k) -> list of argument lists
+    requests: tuple[str, ...]          # task statements
+    body: str                          # reference function body, or the whole stdio program
+    inputs: Callable[[random.Random, object], list]   # (rng, k) -> argument lists / stdin texts
     ks: tuple = (None,)
+    topic: str = ""
+    mode: str = "call"
+
+
+TOPICS = ("string", "list", "dict_set", "number", "sort_search", "parse", "simulate")
 
 
 def _ints(rng, n=6, lo=-20, hi=50):
@@ -311,6 +326,20 @@ FAMILIES: tuple[Family, ...] = (
             "Write a function `{name}(nums)` that counts the elements of nums that exceed {k}."),
            "    return sum(1 for x in nums if x > {k})", lambda r, k: _lists(r, 6, min_len=0), ks=(3, 10, 20)),
 )
+
+_OLD_TOPICS = {
+    "string": ("reverse_string", "palindrome", "count_vowels", "count_char", "upper", "first_char",
+               "last_char", "repeat", "length", "count_words", "count_upper", "longest_word",
+               "reverse_words", "capitalize_words", "count_consonants", "anagram", "swap_case"),
+    "list": ("sum_list", "product_list", "max_list", "min_list", "count_even", "filter_even",
+             "filter_greater", "map_square", "map_add", "dot_product", "running_sum", "flatten",
+             "rotate_left", "sum_evens", "list_range", "count_positive", "every_other", "middle",
+             "count_above"),
+    "dict_set": ("char_frequency", "remove_duplicates"),
+    "sort_search": ("second_largest", "is_sorted", "index_of_max"),
+}
+_TOPIC_OF = {key: topic for topic, keys in _OLD_TOPICS.items() for key in keys}
+FAMILIES = tuple(dataclasses.replace(f, topic=_TOPIC_OF.get(f.key, "number")) for f in FAMILIES)
 
 # Variants per family, set from calibration (SmolLM2-135M-Instruct greedy, chat; see
 # docs/benchmarks.md): families the policy always solved get 2 variants, partly solved ones 4,
