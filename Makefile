@@ -10,7 +10,14 @@ PORT ?= 8080
 # and each worker can hold a real model (~2 GB), so 2 suits a 2-core, 24 GB machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: install train test test-fast bench sandbox clean
+.PHONY: install train test test-fast bench sandbox clean device-bundle device-check
+
+# The accelerator check (benchmarks/device_check.py). An accelerator image has jax, flax, optax,
+# orbax, transformers, torch and pytest but not the rest: `make device-bundle` (here) puts their
+# wheels for Python 3.12 and the SmolLM2 tokenizer in build/device (~28 MB); `make device-check`
+# (there, with build/ carried) installs them offline and runs the check with the image's python.
+DEVICE_PYTHON ?= python3
+DEVICE_WHEELS := absl-py ml-collections fastapi uvicorn prometheus-client rich tensorboardX tqdm gguf humanize filelock
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,3 +49,15 @@ sandbox: install
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+device-bundle: install
+	rm -rf build/device
+	$(PY) -m pip download --quiet -d build/device/wheels --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform any \
+	  $(DEVICE_WHEELS)
+	rm -f build/device/wheels/numpy-*.whl
+	$(PY) benchmarks/device_check.py --save-tokenizer build/device/tokenizer
+
+device-check:
+	$(DEVICE_PYTHON) -m pip install --quiet --no-index --find-links build/device/wheels $(DEVICE_WHEELS)
+	$(DEVICE_PYTHON) benchmarks/device_check.py --tokenizer build/device/tokenizer

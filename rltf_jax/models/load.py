@@ -57,7 +57,7 @@ def load_model(name_or_path: str, *, dtype: str = "float32", param_dtype: str = 
             from rltf_jax.sharding import shard_model
 
             shard_model(model, mesh)
-        tokenizer = load_tokenizer(registry.smollm2_gguf_path())
+        tokenizer = load_tokenizer(registry.tiny_tokenizer_source())
         return LoadedModel(model, tokenizer, config, name_or_path)
     path = _resolve_path(name_or_path)
     source = open_source(path)

