@@ -63,10 +63,10 @@ def logit_error_bound(hidden_f64: np.ndarray, head_f64: np.ndarray, n_terms: int
     head. S = sum_j |h_j W_vj| is the scale of the last dot; every rounding error upstream reaches the
     logit through that dot, so it enters in units of S too (relative error of h times S). The bound is
     probabilistic_gamma(n_terms, lam) * S: lambda = 4 standard deviations of a random walk of n_terms
-    rounding errors. On the AMD EPYC (AVX-512) the suite was written on, XLA's and torch's float32
-    logits sit at 0.2 lambda of it (err / (sqrt(n) u S) <= 0.2), so the bound has 20x headroom on any
-    CPU whose float32 kernels round correctly, and a real bug (a wrong weight, a dropped mask, RoPE off
-    by one position) moves logits by O(0.1 S) or more: 10^4 times the bound.
+    rounding errors. Measured on an AMD EPYC (AVX-512), err / (sqrt(n) u S) is at most 0.20 for XLA's
+    and 0.13 for torch's float32 logits on the 2-layer test models and 0.053 on SmolLM2 (30 layers),
+    so the bound (lambda = 4) has 20x headroom or more; a real bug (a wrong weight, a dropped mask,
+    RoPE off by one position) moves logits by O(0.1 S): thousands of times the bound.
     """
     scale = np.abs(hidden_f64) @ np.abs(head_f64).T
     return probabilistic_gamma(n_terms, lam, u) * scale
