@@ -78,6 +78,45 @@ def _float64_values_and_bounds(hidden, weight, targets, tied, temperature):
     return (logp, entropy), (logp_bound, entropy_bound)
 
 
+def _float64_gradients_and_bounds(hidden, weight, targets, weights, tied, temperature):
+    """The gradient of sum(w0 log p + w1 entropy) with respect to hidden and weight, in float64 from the
+    float32 inputs, and a bound on any float32 evaluation of it.
+
+    With z = h W / T: d/dz_v = w0 (onehot_v - p_v) - w1 p_v (z_v - zbar), zbar = sum_v p_v z_v; then
+    d hidden = g W^T / T (a sum over V) and d W = h^T g / T (a sum over the B T positions). Errors:
+    the logits' (dz, as for the values) and the log-sum-exp's (L) make each p_v off by a relative
+    eps_v = dz_v + L + u (|z_v - lse| + 4); zbar is off by sum p (dz + eps |z|) + (gamma_V + 2u) sum p |z|;
+    g_v by what those do to its two terms plus 4 roundings; each dot adds its own gamma_n + 2u."""
+    h = np.asarray(hidden, np.float64)
+    w = np.asarray(weight, np.float64)
+    w = w.T if tied else w                                        # [D, V]
+    c0, c1 = (np.asarray(x, np.float64)[..., None] for x in weights)
+    z = np.einsum("btd,dv->btv", h, w) / temperature
+    dz = gamma(h.shape[-1]) * np.einsum("btd,dv->btv", np.abs(h), np.abs(w)) / temperature + 2 * U_F32 * np.abs(z)
+    top = z.max(-1, keepdims=True)
+    lse = top + np.log(np.exp(z - top).sum(-1, keepdims=True))
+    p = np.exp(z - lse)
+    zbar = (p * z).sum(-1, keepdims=True)
+    onehot = np.arange(z.shape[-1]) == np.asarray(targets)[..., None]
+    g = c0 * (onehot - p) - c1 * p * (z - zbar)
+    n_vocab, n_rows = z.shape[-1], h.shape[0] * h.shape[1]
+    lse_error = dz.max(-1, keepdims=True) + log_softmax_error_bound(lse, 0.0, n_vocab)
+    eps = dz + lse_error + U_F32 * (np.abs(z - lse) + 4)
+    zbar_error = ((p * (dz + eps * np.abs(z))).sum(-1, keepdims=True)
+                  + (gamma(n_vocab) + 2 * U_F32) * (p * np.abs(z)).sum(-1, keepdims=True))
+    g_error = (np.abs(c0) * (p * eps + U_F32 * (1 + p))
+               + np.abs(c1) * p * (eps * np.abs(z - zbar) + dz + zbar_error + 4 * U_F32 * (np.abs(z) + np.abs(zbar))))
+    d_hidden = np.einsum("btv,dv->btd", g, w) / temperature
+    d_hidden_error = (np.einsum("btv,dv->btd", g_error, np.abs(w))
+                      + (gamma(n_vocab) + 2 * U_F32) * np.einsum("btv,dv->btd", np.abs(g), np.abs(w))) / temperature
+    d_w = np.einsum("btd,btv->dv", h, g) / temperature
+    d_w_error = (np.einsum("btd,btv->dv", np.abs(h), g_error)
+                 + (gamma(n_rows) + 2 * U_F32) * np.einsum("btd,btv->dv", np.abs(h), np.abs(g))) / temperature
+    if tied:
+        d_w, d_w_error = d_w.T, d_w_error.T
+    return (d_hidden, d_w), (d_hidden_error, d_w_error)
+
+
 @pytest.mark.parametrize("tied", [True, False])
 def test_float32_values_and_gradients_equal_the_plain_computation(small_chunks, tied):
     hidden, weight, targets, weights = _inputs(jnp.float32, tied)
@@ -93,9 +132,13 @@ def test_float32_values_and_gradients_equal_the_plain_computation(small_chunks, 
             assert excess.max() <= 1, excess.max()
     grads = jax.grad(_objective(_fused, targets, weights, tied, 0.7), argnums=(0, 1))(hidden, weight)
     reference = jax.grad(_objective(_plain, targets, weights, tied, 0.7), argnums=(0, 1))(hidden, weight)
-    for g, w in zip(grads, reference):
-        assert g.shape == w.shape
-        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-5)
+    # each against float64 too (was: rtol 1e-4, atol 1e-5 between them)
+    wants, bounds = _float64_gradients_and_bounds(hidden, weight, targets, weights, tied, 0.7)
+    for g, pl, w, bound in zip(grads, reference, wants, bounds):
+        assert g.shape == pl.shape == w.shape
+        for value in (g, pl):
+            excess = np.abs(np.asarray(value, np.float64) - w) / bound
+            assert excess.max() <= 1, excess.max()
 
 
 @pytest.mark.parametrize("tied", [True, False])
