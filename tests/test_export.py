@@ -185,6 +185,8 @@ def test_trained_checkpoint_export(trained_run, tmp_path, capsys):
     _assert_same_params(load_model(str(tmp_path / "one")).model, policy.model)
     assert _export("--checkpoint", trained_run, "--step", 7, "--out", tmp_path / "none") == 2
     assert "no checkpoint for step 7" in capsys.readouterr().err
+    assert _export("--checkpoint", trained_run, "--best", "--format", "gguf", "--out", tmp_path / "best") == 0
+    assert (tmp_path / "best" / "model.gguf").is_file()  # the run's only kept step, scored by heldout/pass@1
 
 
 def test_evaluate_exported_folder_equals_checkpoint(trained_run, sandbox_url, tmp_path):
@@ -356,6 +358,8 @@ def test_checkpoint_the_exporter_cannot_map_is_a_one_line_error(trained_run, tmp
     assert not (tmp_path / "out").exists()
     assert _export("--checkpoint", tmp_path / "missing", "--out", tmp_path / "out") == 2
     assert capsys.readouterr().err.startswith("error: no checkpoint directory")
+    with pytest.raises(FileNotFoundError):  # --debug: the exception itself, with its traceback
+        _export("--checkpoint", tmp_path / "missing", "--out", tmp_path / "out", "--debug")
 
 
 @pytest.mark.slow
