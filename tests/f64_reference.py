@@ -30,9 +30,9 @@ class Float64Reference:
         cfg = self.model.config
         with self._torch.no_grad():
             out = self.model(input_ids=self._torch.tensor(ids[None]), output_hidden_states=True)
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         n_terms = decoder_path_terms(layers=cfg.num_hidden_layers, hidden=cfg.hidden_size,
-                                     heads=cfg.num_attention_heads,
-                                     head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
+                                     heads=cfg.num_attention_heads, head_dim=head_dim,
                                      kv_heads=cfg.num_key_value_heads, intermediate=cfg.intermediate_size,
                                      seq=len(ids))
         return out.logits[0].numpy(), logit_error_bound(out.hidden_states[-1][0].numpy(), self.head, n_terms)

@@ -40,9 +40,9 @@ def _assert_float64_greedy_path(hf_model, rollout, rounding_calls: bool = False)
         sequence = np.concatenate([prompt, response])
         with torch.no_grad():
             out = hf_model(input_ids=torch.tensor(sequence[None], dtype=torch.long), output_hidden_states=True)
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         n_terms = decoder_path_terms(layers=cfg.num_hidden_layers, hidden=cfg.hidden_size,
-                                     heads=cfg.num_attention_heads,
-                                     head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
+                                     heads=cfg.num_attention_heads, head_dim=head_dim,
                                      kv_heads=cfg.num_key_value_heads, intermediate=cfg.intermediate_size,
                                      seq=len(sequence))
         steps = slice(len(prompt) - 1, len(sequence) - 1)  # the logits that pick each response token

@@ -142,7 +142,8 @@ def float64_reference(report):
                         attention_mask=torch.tensor(mask, dtype=torch.long),
                         position_ids=torch.tensor(positions, dtype=torch.long), output_hidden_states=True)
         n_terms = decoder_path_terms(layers=cfg.num_hidden_layers, hidden=cfg.hidden_size,
-                                     heads=cfg.num_attention_heads, head_dim=cfg.hidden_size // cfg.num_attention_heads,
+                                     heads=cfg.num_attention_heads,
+                                     head_dim=cfg.hidden_size // cfg.num_attention_heads,
                                      kv_heads=cfg.num_key_value_heads, intermediate=cfg.intermediate_size,
                                      seq=np.shape(tokens)[1])
         return out.logits.numpy(), logit_error_bound(out.hidden_states[-1].numpy(), head, n_terms)
