@@ -36,7 +36,7 @@ print(json.dumps({"pass@1": float(result["pass@1"]), "passed": passed}))
 
 # SmolLM2-135M-Instruct's greedy chat replies pass these HumanEval problems (the full 164 in
 # docs/benchmarks.md, "Exporting a policy"); the slow test takes them with as many that fail.
-SMOLLM2_PASSES: tuple[str, ...] = ()
+SMOLLM2_PASSES = ("HumanEval/16", "HumanEval/22", "HumanEval/23", "HumanEval/28")
 SMOLLM2_FAILS = ("HumanEval/0", "HumanEval/1", "HumanEval/3", "HumanEval/5")
 
 
