@@ -7,6 +7,7 @@ some a step harder. Tests come from running each reference body (see `generate.p
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from rltf_jax.data.starter.families import (WORDS, Family, _ints, _lists, _naturals, _pairs,
@@ -110,10 +111,6 @@ CALL_FAMILIES: tuple[Family, ...] = (
        ("Write a Python function `{name}(s)` that returns s in lower case.",
         "Write a function `{name}(s)` that converts a string to lowercase."),
        "    return s.lower()", lambda r, k: _strings(r)),
-    _f("is_digits", "string", ("is_number_string", "all_digits", "only_digits"), "s",
-       ("Write a Python function `{name}(s)` that returns True if s is non-empty and every character of s is a digit 0-9.",),
-       "    return s.isdigit()",
-       lambda r, k: [[w] for w in r.sample(["123", "42", "007", "12a", "abc", "9 9", "2024", "x1", "55"], 6)]),
     _f("first_k_chars", "string", ("first_{k}_chars", "prefix_{k}"), "s",
        ("Write a Python function `{name}(s)` that returns the first {k} characters of s (all of s if it is shorter).",),
        "    return s[:{k}]", lambda r, k: _strings(r), ks=(2, 3, 4)),
@@ -126,9 +123,6 @@ CALL_FAMILIES: tuple[Family, ...] = (
     _f("initials", "string", ("initials", "acronym", "first_letters"), "text",
        ("Write a Python function `{name}(text)` that returns the first letter of every word of text, joined together and in upper case.",),
        "    return ''.join(w[0] for w in text.split()).upper()", lambda r, k: _sentences(r)),
-    _f("contains_sub", "string", ("contains_{k}", "has_{k}"), "s",
-       ("Write a Python function `{name}(s)` that returns True if the text '{k}' occurs in s, else False.",),
-       "    return '{k}' in s", lambda r, k: _strings(r), ks=("an", "ss", "on")),
     _f("add_suffix", "string", ("exclaim", "shout_it", "add_bang"), "s",
        ("Write a Python function `{name}(s)` that returns s followed by an exclamation mark '!'.",),
        "    return s + '!'", lambda r, k: _strings(r)),
@@ -213,9 +207,6 @@ CALL_FAMILIES: tuple[Family, ...] = (
     _f("common_elements", "dict_set", ("common_elements", "intersection", "in_both"), "a, b",
        ("Write a Python function `{name}(a, b)` that returns a sorted list of the distinct values that occur in both lists a and b.",),
        "    return sorted(set(a) & set(b))", lambda r, k: _two_lists(r)),
-    _f("union_sorted", "dict_set", ("union", "all_values", "merge_unique"), "a, b",
-       ("Write a Python function `{name}(a, b)` that returns a sorted list of the distinct values that occur in a, in b, or in both.",),
-       "    return sorted(set(a) | set(b))", lambda r, k: _two_lists(r)),
     _f("has_duplicates", "dict_set", ("has_duplicates", "any_repeats", "contains_duplicate"), "items",
        ("Write a Python function `{name}(items)` that returns True if some value occurs more than once in the list items, else False.",),
        "    return len(set(items)) != len(items)", lambda r, k: _lists(r, 6, 0, 9, 1, 5)),
@@ -223,10 +214,6 @@ CALL_FAMILIES: tuple[Family, ...] = (
        ("Write a Python function `{name}(d)` that returns the key of the non-empty dict d whose value is largest (values are distinct).",),
        "    return max(d, key=d.get)",
        lambda r, k: [[dict(zip(r.sample(KEYS, n), r.sample(range(50), n)))] for n in (1, 2, 3, 3, 4, 4)]),
-    _f("merge_dicts", "dict_set", ("merge_dicts", "combine_dicts", "update_dict"), "a, b",
-       ("Write a Python function `{name}(a, b)` that returns a new dict with the items of a and of b; where a key is in both, b's value wins.",),
-       "    merged = dict(a)\n    merged.update(b)\n    return merged",
-       lambda r, k: [[a[0], b[0]] for a, b in zip(_dicts(r), _dicts(r))]),
     _f("only_in_first", "dict_set", ("only_in_first", "set_difference", "missing_from_second"), "a, b",
        ("Write a Python function `{name}(a, b)` that returns a sorted list of the distinct values of a that do not occur in b.",),
        "    return sorted(set(a) - set(b))", lambda r, k: _two_lists(r)),
@@ -265,26 +252,12 @@ CALL_FAMILIES: tuple[Family, ...] = (
     _f("celsius", "number", ("celsius_to_fahrenheit", "to_fahrenheit", "c_to_f"), "c",
        ("Write a Python function `{name}(c)` that converts a temperature from Celsius to Fahrenheit: c * 9 / 5 + 32.",),
        "    return c * 9 / 5 + 32", lambda r, k: [[v] for v in _ints(r, 6, -40, 100)]),
-    _f("perfect_square", "number", ("is_perfect_square", "is_square", "perfect_square"), "n",
-       ("Write a Python function `{name}(n)` that returns True if the non-negative integer n is the square of an integer, else False.",),
-       "    r = int(n ** 0.5)\n    while r * r > n:\n        r -= 1\n    while (r + 1) * (r + 1) <= n:\n        r += 1\n    return r * r == n",
-       lambda r, k: [[v] for v in r.sample([0, 1, 4, 9, 16, 25, 49, 2, 3, 8, 15, 20, 26, 50], 7)]),
-    _f("count_divisors", "number", ("count_divisors", "num_divisors", "divisor_count"), "n",
-       ("Write a Python function `{name}(n)` that returns how many positive integers divide the positive integer n.",),
-       "    return sum(1 for d in range(1, n + 1) if n % d == 0)", lambda r, k: _naturals(r, 6, 1, 40)),
     _f("reverse_number", "number", ("reverse_digits", "reverse_number", "flip_number"), "n",
        ("Write a Python function `{name}(n)` that returns the non-negative integer n with its decimal digits reversed, e.g. 123 -> 321 and 120 -> 21.",),
        "    return int(str(n)[::-1])", lambda r, k: _naturals(r, 6, 0, 9999)),
-    _f("power_of_two", "number", ("is_power_of_two", "power_of_two", "is_pow2"), "n",
-       ("Write a Python function `{name}(n)` that returns True if the positive integer n is a power of two (1, 2, 4, 8, ...), else False.",),
-       "    while n % 2 == 0:\n        n //= 2\n    return n == 1",
-       lambda r, k: [[v] for v in r.sample([1, 2, 4, 8, 16, 64, 3, 6, 12, 20, 7, 100], 7)]),
     _f("in_range", "number", ("in_range", "is_between", "within"), "x, lo, hi",
        ("Write a Python function `{name}(x, lo, hi)` that returns True if lo <= x <= hi, else False.",),
        "    return lo <= x <= hi", lambda r, k: [[r.randint(0, 20), r.randint(0, 8), r.randint(8, 16)] for _ in range(6)]),
-    _f("lcm", "number", ("lcm", "least_common_multiple", "smallest_common_multiple"), "a, b",
-       ("Write a Python function `{name}(a, b)` that returns the least common multiple of two positive integers.",),
-       "    m = max(a, b)\n    while m % a or m % b:\n        m += 1\n    return m", lambda r, k: _pairs(r, 6, 1, 15)),
     # -- sorting and searching ----------------------------------------------------------------
     _f("sort_list", "sort_search", ("sort_list", "sorted_numbers", "ascending"), "nums",
        ("Write a Python function `{name}(nums)` that returns the numbers of nums sorted from smallest to largest.",),
@@ -309,24 +282,14 @@ CALL_FAMILIES: tuple[Family, ...] = (
        ("Write a Python function `{name}(nums)` that returns the median of a list with an odd number of numbers (the middle one after sorting).",),
        "    return sorted(nums)[len(nums) // 2]",
        lambda r, k: [[[r.randint(-9, 30) for _ in range(n)]] for n in (1, 3, 3, 5, 5, 7)]),
-    _f("count_less", "sort_search", ("count_less_than", "how_many_below", "num_smaller"), "nums, x",
-       ("Write a Python function `{name}(nums, x)` that returns how many numbers in nums are less than x.",),
-       "    return sum(1 for v in nums if v < x)", lambda r, k: _list_and_value(r, 6, 0, 20, False)),
     _f("sort_words", "sort_search", ("sort_words", "alphabetical_words", "order_words"), "text",
        ("Write a Python function `{name}(text)` that returns the words of text (split on spaces) sorted alphabetically and joined by single spaces.",),
        "    return ' '.join(sorted(text.split()))", lambda r, k: _sentences(r)),
-    _f("index_of_min", "sort_search", ("index_of_min", "argmin", "position_of_smallest"), "nums",
-       ("Write a Python function `{name}(nums)` that returns the index of the smallest number in a non-empty list (the first one if tied).",),
-       "    return nums.index(min(nums))", lambda r, k: _lists(r)),
     # -- small text formats -------------------------------------------------------------------
     _f("parse_pairs", "parse", ("parse_pairs", "parse_settings", "to_dict"), "text",
        ("Write a Python function `{name}(text)` that parses a string like 'a=1;b=22' into a dict mapping each key to its integer value, e.g. {{'a': 1, 'b': 22}}.",),
        "    out = {{}}\n    for part in text.split(';'):\n        key, value = part.split('=')\n        out[key] = int(value)\n    return out",
        lambda r, k: _kv_texts(r)),
-    _f("get_field", "parse", ("get_field", "lookup_key", "value_for"), "text, key",
-       ("Write a Python function `{name}(text, key)` that takes a string of 'key=value' pairs separated by ';' (e.g. 'a=1;b=22') and returns the value (a string) for the given key.",),
-       "    for part in text.split(';'):\n        k, v = part.split('=')\n        if k == key:\n            return v",
-       lambda r, k: [[t[0], r.choice([p.split("=")[0] for p in t[0].split(";")])] for t in _kv_texts(r)]),
     _f("sum_csv", "parse", ("sum_csv", "csv_total", "add_csv"), "line",
        ("Write a Python function `{name}(line)` that takes a line of integers separated by commas, like '3,4,5', and returns their sum.",),
        "    return sum(int(x) for x in line.split(','))", lambda r, k: _csv_lines(r)),
@@ -337,9 +300,6 @@ CALL_FAMILIES: tuple[Family, ...] = (
     _f("time_to_minutes", "parse", ("to_minutes", "minutes_since_midnight", "time_in_minutes"), "t",
        ("Write a Python function `{name}(t)` that takes a time 'HH:MM' (24-hour clock) and returns the number of minutes since midnight, e.g. '01:30' -> 90.",),
        "    hours, minutes = t.split(':')\n    return int(hours) * 60 + int(minutes)", lambda r, k: _times(r)),
-    _f("format_time", "parse", ("format_time", "minutes_to_clock", "as_hh_mm"), "minutes",
-       ("Write a Python function `{name}(minutes)` that turns a number of minutes since midnight (0 to 1439) into a time string 'HH:MM' with two digits each, e.g. 90 -> '01:30'.",),
-       "    return '%02d:%02d' % (minutes // 60, minutes % 60)", lambda r, k: _naturals(r, 6, 0, 1439)),
     _f("year_of", "parse", ("year_of", "get_year", "date_year"), "date",
        ("Write a Python function `{name}(date)` that takes a date 'YYYY-MM-DD' and returns the year as an integer.",),
        "    return int(date.split('-')[0])", lambda r, k: _dates(r)),
@@ -356,9 +316,6 @@ CALL_FAMILIES: tuple[Family, ...] = (
     _f("email_domain", "parse", ("email_domain", "domain_of", "get_domain"), "email",
        ("Write a Python function `{name}(email)` that returns the part of an email address after the '@'.",),
        "    return email.split('@')[1]", lambda r, k: [[e] for e in r.sample(EMAILS, 5)]),
-    _f("us_date", "parse", ("us_date", "to_us_format", "month_day_year"), "date",
-       ("Write a Python function `{name}(date)` that turns a date 'YYYY-MM-DD' into 'MM/DD/YYYY', e.g. '2024-03-15' -> '03/15/2024'.",),
-       "    year, month, day = date.split('-')\n    return month + '/' + day + '/' + year", lambda r, k: _dates(r)),
     # -- simulations of a few steps -----------------------------------------------------------
     _f("run_counter", "simulate", ("run_counter", "final_count", "apply_commands"), "commands",
        ("Write a Python function `{name}(commands)` where a counter starts at 0 and each command in the list is 'inc' (add 1) or 'dec' (subtract 1); return the final value.",),
@@ -375,32 +332,25 @@ CALL_FAMILIES: tuple[Family, ...] = (
     _f("final_floor", "simulate", ("final_floor", "elevator", "which_floor"), "moves",
        ("Write a Python function `{name}(moves)` for an elevator that starts on floor 0; each character of moves is '+' (up one floor) or '-' (down one floor). Return the final floor.",),
        "    return moves.count('+') - moves.count('-')", lambda r, k: _moves(r, "+-")),
-    _f("apply_stack", "simulate", ("apply_stack", "stack_ops", "run_stack"), "ops",
-       ("Write a Python function `{name}(ops)` that starts with an empty list used as a stack; each op is a number (push it) or the string 'pop' (remove the top item). Return the final stack as a list, bottom first.",),
-       "    stack = []\n    for op in ops:\n        if op == 'pop':\n            stack.pop()\n        else:\n            stack.append(op)\n    return stack",
-       lambda r, k: [[_stack_ops(r)] for _ in range(6)]),
-    _f("highest_level", "simulate", ("highest_level", "peak", "max_height"), "steps",
-       ("Write a Python function `{name}(steps)` for a climber who starts at height 0 and moves by each number in steps in turn; return the highest height reached (0 if never above 0).",),
-       "    height = best = 0\n    for s in steps:\n        height += s\n        best = max(best, height)\n    return best",
-       lambda r, k: _lists(r, 6, -5, 5, 0, 7)),
-    _f("toggle_light", "simulate", ("light_is_on", "toggle_light", "lamp_state"), "presses",
-       ("Write a Python function `{name}(presses)` for a lamp that starts off; each item of presses is 'press' (toggle the lamp) or 'wait' (nothing). Return True if the lamp ends on.",),
-       "    on = False\n    for p in presses:\n        if p == 'press':\n            on = not on\n    return on",
-       lambda r, k: _commands(r, ["press", "wait"])),
 )
-
-
-def _stack_ops(rng: random.Random) -> list:
-    ops, depth = [], 0
-    for _ in range(rng.randint(0, 7)):
-        if depth and rng.random() < 0.4:
-            ops.append("pop")
-            depth -= 1
-        else:
-            ops.append(rng.randint(0, 9))
-            depth += 1
-    return ops
 
 
 WORD_LEVEL = ("first_word", "last_word", "initials", "word_lengths", "sort_words", "remove_spaces",
               "spaces_to_underscores", "count_spaces")
+
+# A hint appended to every phrasing of families that the first calibration found too hard for the
+# base model (0 of 3 greedy); it names the idiom. Kept where the hint brought them into reach (46
+# were tried; the rest were left without a hint or dropped, see docs/data.md).
+HINTS = {
+    "first_word": "Hint: text.split() gives the list of words.",
+    "last_word": "Hint: text.split() gives the list of words.",
+    "spaces_to_underscores": "Hint: use the string method replace.",
+    "double_chars": "Hint: build the result in a loop over the characters of s.",
+    "last_item": "Hint: items[-1] is the last element.",
+    "key_of_max": "Hint: use max with key=d.get.",
+    "median_odd": "Hint: sort the list and take the element at index len(nums) // 2.",
+    "year_of": "Hint: date.split('-') gives the year, the month and the day as strings.",
+}
+CALL_FAMILIES = tuple(
+    dataclasses.replace(f, requests=tuple(f"{r} {HINTS[f.key]}" for r in f.requests)) if f.key in HINTS else f
+    for f in CALL_FAMILIES)
