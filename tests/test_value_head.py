@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from fp_bounds import gamma
 from rltf_jax.models.config import tiny_config
 from rltf_jax.models.loading import random_model
 from rltf_jax.models.value_head import Critic, ValueHead, make_value_model
@@ -31,8 +32,14 @@ def test_separate_critic_copies_the_policy_backbone():
     mask = jnp.ones((1, 4), bool)
     critic.head.kernel[...] = jnp.ones_like(critic.head.kernel[...])
     hidden, _ = policy.hidden_states(tokens, positions, mask)
-    np.testing.assert_allclose(np.asarray(critic(tokens, positions, mask)), np.asarray(hidden.sum(-1)),
-                               rtol=1e-5, atol=1e-5)
+    # The copy runs the same operations on the same weights: the same bits (docs/testing.md).
+    np.testing.assert_array_equal(np.asarray(critic.backbone.hidden_states(tokens, positions, mask)[0]),
+                                  np.asarray(hidden))
+    # The head is a float32 dot with a ones kernel (bias 0): within Higham's worst case gamma_64 sum |h|
+    # of the float64 sum of the same float32 hidden states, in any order (tests/fp_bounds.py).
+    hidden64 = np.asarray(hidden, np.float64)
+    error = np.abs(np.asarray(critic(tokens, positions, mask), np.float64) - hidden64.sum(-1))
+    assert (error <= gamma(hidden64.shape[-1]) * np.abs(hidden64).sum(-1)).all(), error
     before = np.asarray(policy.embed[...]).copy()
     critic.backbone.embed[...] = critic.backbone.embed[...] + 1.0  # training the critic...
     np.testing.assert_array_equal(np.asarray(policy.embed[...]), before)  # ...never moves the policy
