@@ -101,6 +101,21 @@ def token_scale(defs, config, state, batch):
     return total_g, total_m, tokens, rows
 
 
+def minibatch_factor(config, batch) -> float:
+    """How many times `token_scale`'s S (one step, denominator = the whole batch's tokens) the sum of
+    the update's recorded gradients can hold: epochs x (whole-batch tokens / the fewest tokens any
+    minibatch of batch / num_minibatches rows can have). With advantage="turn" the value loss has its
+    own denominator, not covered here (asserted)."""
+    assert config.num_minibatches == 1 or config.advantage != "turn"
+    batch = ppo.complete_batch(batch)
+    rows = batch.tokens.shape[0] // config.num_minibatches
+    factor = 1.0
+    for mask in (np.asarray(batch.response_mask)[:, 1:],):
+        counts = np.sort(mask.sum(1))
+        factor = max(factor, counts.sum() / max(counts[:rows].sum(), 1) if config.num_minibatches > 1 else 1.0)
+    return config.epochs * factor
+
+
 def gradient_terms(model_config, seq: int, tokens: int) -> int:
     """n for probabilistic_gamma: the forward's longest path, twice (backward), plus the token sum."""
     forward = decoder_path_terms(layers=model_config.num_layers, hidden=model_config.hidden_size,
