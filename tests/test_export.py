@@ -168,6 +168,21 @@ def test_hf_round_trip_tiny(name, tmp_path):
     _assert_same_params(load_model(str(out)).model, loaded.model)
 
 
+def test_model_argument_takes_a_folder_or_a_gguf_file(tmp_path, monkeypatch):
+    """--model an exported HF folder -> GGUF -> HF folder again: the same parameters all the way."""
+    from gguf import GGUFReader
+
+    monkeypatch.setenv("RLTF_JAX_NO_WEIGHT_CACHE", "1")
+    assert _export("--model", "tiny-llama", "--out", tmp_path / "hf") == 0
+    assert _export("--model", tmp_path / "hf", "--format", "gguf", "--out", tmp_path / "x.gguf") == 0
+    # no GGUF behind the folder's tokenizer: its pre-tokenizer (GPT-2's byte-level regex) names it
+    assert GGUFReader(str(tmp_path / "x.gguf")).fields["tokenizer.ggml.pre"].contents() == "gpt2"
+    assert _export("--model", tmp_path / "x.gguf", "--out", tmp_path / "hf2") == 0
+    original = load_model("tiny-llama").model
+    _assert_same_params(load_model(str(tmp_path / "x.gguf")).model, original)
+    _assert_same_params(load_model(str(tmp_path / "hf2")).model, original)
+
+
 def test_hf_sharded_past_the_shard_size(tmp_path):
     """Past max_shard_size the folder holds shards + an index; both loaders read it back."""
     from rltf_jax.models.export_hf import write_hf_folder
