@@ -278,6 +278,24 @@ def test_gguf_f32_round_trip(name, tmp_path, monkeypatch):
         assert getattr(back.config, field) == getattr(loaded.config, field), field
 
 
+@pytest.mark.parametrize("quant", ["F16", pytest.param("BF16", marks=pytest.mark.slow)])
+def test_gguf_half_precision_files(quant, tmp_path, monkeypatch):
+    """F16 / BF16 files hold each 2-D weight rounded to that type (1-D ones stay F32); transformers
+    (float64) reads them as we do."""
+    import ml_dtypes
+
+    monkeypatch.setenv("RLTF_JAX_NO_WEIGHT_CACHE", "1")
+    path = tmp_path / f"tiny-{quant}.gguf"
+    assert _export("--model", "tiny-llama", "--format", "gguf", "--quant", quant, "--out", path) == 0
+    loaded, back = load_model("tiny-llama"), load_model(str(path))
+    half = np.float16 if quant == "F16" else ml_dtypes.bfloat16
+    exact = dict(hf_tensors(loaded.model, loaded.config.num_layers))
+    for name, got in hf_tensors(back.model, back.config.num_layers):
+        want = exact[name] if exact[name].ndim == 1 else exact[name].astype(half).astype(np.float32)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    _assert_parity(back, _gguf_hf(path), _rows(loaded.tokenizer))
+
+
 # Q8_0 (gguf.quants): per block of 32 weights along a row, d = max|x| / 127, q = round(x / d) and d is
 # stored as float16, so |x - q * fp16(d)| <= d / 2 + 127 * |d - fp16(d)| <= d * (1/2 + 127 * 2^-11).
 Q8_0_SLACK = 0.5 + 127 * 2.0**-11
