@@ -29,6 +29,7 @@ _HARD = ("count_spaces", "initials", "append_k", "count_value", "count_negative"
          "first_k_items", "drop_first", "chunks", "word_counts", "has_duplicates", "k_largest",
          "index_of", "sort_words", "parse_pairs", "split_csv", "month_of", "email_domain", "run_counter",
          "bank_balance", "robot_position", "final_floor") + tuple(f.key for f in STDIO_FAMILIES)
+_OLD_KEYS = frozenset(f.key for f in FAMILIES)
 NEW_TIERS: dict[str, str] = {**{key: "easy" for key in _EASY}, **{key: "hard" for key in _HARD}}
 # Variants per tier of a new family: always-solved families get fewer (as the first 63 do).
 NEW_VARIANTS = {"easy": 2, "medium": 3, "hard": 3}
@@ -36,14 +37,14 @@ NEW_VARIANTS = {"easy": 2, "medium": 3, "hard": 3}
 
 def variants(family: Family) -> int:
     """How many variants (name × phrasing × constant) of `family` the set holds."""
-    if family in FAMILIES:
+    if family.key in _OLD_KEYS:
         return VARIANTS.get(family.key, DEFAULT_VARIANTS)
     return NEW_VARIANTS[tier(family)]
 
 
 def tier(family: Family) -> str:
     """The family's calibration tier, the problems' `difficulty`: easy / medium / hard."""
-    if family in FAMILIES:
+    if family.key in _OLD_KEYS:
         return {2: "easy", 4: "medium"}.get(variants(family), "hard")
     return NEW_TIERS.get(family.key, "medium")
 
