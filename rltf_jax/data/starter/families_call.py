@@ -8,7 +8,6 @@ some a step harder. Tests come from running each reference body (see `generate.p
 from __future__ import annotations
 
 import dataclasses
-import random
 
 from rltf_jax.data.starter.families import (WORDS, Family, _ints, _lists, _naturals, _pairs,
                                             _sentences, _strings)
