@@ -21,9 +21,10 @@ beyond those bounds:
 row's length), after asserting every earlier token is the float64 draw.
 
 Used for greedy steps only (test_sampling.py). The inverse-CDF check is not used: on tiny-llama
-(random weights) the next-token distribution is nearly flat (max p ~ 5e-5 over 49,152 tokens), so every token's cdf interval is ~2e-5 wide while delta is ~2.7e-4
-(T = 0.8 and 1): by this bound every inverse-CDF draw is a rounding call, and a test that compares
-two programs only up to the first call compares nothing. The greedy check and the uniforms' rebuild
+(random weights) the next-token distribution is nearly flat (max p ~ 5e-5 over 49,152 tokens), so
+every token's cdf interval is ~2e-5 wide while delta is ~2.7e-4 (T = 0.8 and 1): by this bound every
+inverse-CDF draw is a rounding call, and a test that compares two programs only up to the first call
+compares nothing. The greedy check and the uniforms' rebuild
 work (the sampler's tokens were the float64 draws at every step checked). Grounding the sampled-token
 equalities needs either a peaked test distribution (a model or temperature where the drawn token's
 interval is wider than 2 delta) or a bound on the two programs' *difference* that uses the fact that

@@ -50,10 +50,11 @@ def _assert_same_logprobs(f64, a: Rollout, b: Rollout, temperature: float) -> No
 
 
 def _assert_same_tokens(f64, a: Rollout, b: Rollout, greedy: bool) -> None:
-    """Greedy: every step's float64 top-1 margin checked against the logits' bounds (draw_margins.py);
-    there is none, and b's tokens equal a's, which are the float64 argmax. Where the calls are depends
-    only on the float64 reference (the tokens before a call are its argmax), so this holds on any CPU. Sampled: equal (still open: tiny-llama's flat
-    distributions leave no draw a margin the float64 bound can certify, docs/testing.md)."""
+    """Greedy: no step is a rounding call (each float64 top-1 margin exceeds the two logits' bounds,
+    draw_margins.py), a's tokens are the float64 argmax and b's equal them. Where the calls are
+    depends only on the float64 reference (the tokens before a call are its argmax): the same on any
+    CPU. Sampled: equal (still open: on tiny-llama's flat distributions the float64 bound certifies
+    no draw, docs/testing.md)."""
     if greedy:
         calls = first_rounding_calls(f64, a, None, greedy=True, stats=[])
         assert all(upto == int(a.response_mask[row].sum()) for row, upto in calls.items()), calls
