@@ -35,6 +35,8 @@ def test_starter_task_yields_the_same_problems(seqio_env):
                     .as_numpy_iterator())
     problems = load_problems("starter:heldout")
     assert [e["id"].decode() for e in examples] == [p.id for p in problems]
+    unseen = task.get_dataset(split="unseen", sequence_length=None, shuffle=False).as_numpy_iterator()
+    assert [e["id"].decode() for e in unseen] == [p.id for p in load_problems("starter:unseen")]
     vocab = task.output_features["inputs"].vocabulary
     for example, problem in zip(examples[:5], problems[:5]):
         assert json.loads(example["problem"]) == json.loads(json.dumps(problem.to_json()))

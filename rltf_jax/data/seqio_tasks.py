@@ -2,7 +2,7 @@
 
 Importing registers, for the policy's tokenizer (SmolLM2-135M-Instruct by default):
 
-- Tasks ``rltf_starter`` (splits train / heldout / test = heldout), ``rltf_humaneval`` (test),
+- Tasks ``rltf_starter`` (splits train / heldout / unseen / test = heldout), ``rltf_humaneval`` (test),
   ``rltf_mbpp`` and ``rltf_mbpp_sanitized`` (prompt / test / validation / train), ``rltf_apps``
   (train / test), ``rltf_codecontests`` (train / valid / test). Data comes from `load_problems`,
   so a task yields exactly the problems of the matching spec (hub-backed sources need the hub).
@@ -163,7 +163,8 @@ def register_problem_task(name: str, splits: Mapping[str, str], *, style: str = 
 
 
 TASK_SPLITS: dict[str, dict[str, str]] = {
-    "rltf_starter": {"train": "starter:train", "heldout": "starter:heldout", "test": "starter:heldout"},
+    "rltf_starter": {"train": "starter:train", "heldout": "starter:heldout", "unseen": "starter:unseen",
+                     "test": "starter:heldout"},
     "rltf_humaneval": {"test": "humaneval"},
     "rltf_mbpp": {s: f"mbpp:{s}" for s in ("prompt", "test", "validation", "train")},
     "rltf_mbpp_sanitized": {s: f"mbpp-sanitized:{s}" for s in ("prompt", "test", "validation", "train")},
