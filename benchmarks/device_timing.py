@@ -23,12 +23,13 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                 os.path.dirname(os.path.abspath(__file__))]  # runs without the project installed
+
+from ppo_update import best_time as best_seconds  # noqa: E402  (min over reps, seconds)
 
 SHAPES = {  # HF-style shapes of the models the check times (random weights)
     "smollm2": dict(vocab_size=49152, hidden_size=576, num_layers=30, num_heads=9, num_kv_heads=3,
@@ -46,15 +47,6 @@ def model_config(shape: str):
     if shape.startswith("tiny-"):
         return tiny_config(shape.removeprefix("tiny-")).replace(dtype="bfloat16")
     return ModelConfig(**SHAPES[shape], max_position_embeddings=4096, eos_token_ids=(2,), dtype="bfloat16")
-
-
-def best_seconds(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def decode_bytes_per_step(config, batch: int, new_tokens: int) -> float:

@@ -30,6 +30,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from rltf_jax.models import load_model  # noqa: E402
+from export_checks import left_padded as _left_padded  # noqa: E402  ([B, T] tokens, positions, mask)
 from hf_reference import smollm2_transformers  # noqa: E402
 
 UNIT_ROUNDOFF_F32 = 2.0 ** -24
@@ -40,18 +41,6 @@ def float32_logit_bound(config, reference_logits: np.ndarray) -> float:
     """λ·√n·u · max|logit| with λ = 1, n = L·(D + F) + D (module docstring)."""
     n = config.num_layers * (config.hidden_size + config.intermediate_size) + config.hidden_size
     return UNIT_ROUNDOFF_F32 * math.sqrt(n) * float(np.abs(reference_logits).max())
-
-
-def _left_padded(rows: list[list[int]], pad_id: int = 0):
-    """[B, T] tokens, positions (0 at each row's first real token) and mask for left-padded rows."""
-    width = max(len(r) for r in rows)
-    tokens = np.full((len(rows), width), pad_id, np.int32)
-    mask = np.zeros((len(rows), width), bool)
-    for i, r in enumerate(rows):
-        tokens[i, width - len(r):] = r
-        mask[i, width - len(r):] = True
-    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
-    return tokens, positions, mask
 
 
 def _hf_logits(hf_model, tokens, positions, mask) -> np.ndarray:
