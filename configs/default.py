@@ -16,10 +16,11 @@ def get_config() -> ml_collections.ConfigDict:
     # rlef: multi-turn episodes with execution feedback on public tests, rewarded on private tests.
     config.method = "rltf"
     # Number of RL steps (one step = sample, execute, score, update). A resumed run continues to it.
-    config.total_steps = 30
+    config.total_steps = 40
     # Wall-clock budget for training in minutes (held-out evaluation excluded; 0 = no limit): the
-    # run ends, evaluated and checkpointed, before a step that would end past it.
-    config.max_train_minutes = 0.0
+    # run ends, evaluated and checkpointed, before a step that would end past it. `make train`
+    # trains for 15 minutes or 40 steps, whichever comes first.
+    config.max_train_minutes = 15.0
     # XLA:CPU holds every compiled program's kernels in their own memory maps; past this fraction
     # of Linux's vm.max_map_count the trainer drops all compiled programs between steps (they
     # compile again when used) instead of crashing in the next compile (run_setup.py).
@@ -117,11 +118,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.ppo.kl_form = "token"            # token | turn_mean (RLEF: per-reply mean log-ratio)
     config.ppo.adaptive_kl = False
     config.ppo.kl_target = 6.0
-    config.ppo.compute_dtype = "float32"    # float32 | bfloat16 (params stay float32)
+    # float32 | bfloat16: the update's matmuls in bf16 with f32 accumulation, params and AdamW in f32
+    # (on this CPU the update is most of a step; docs/benchmarks.md has the measured speed-up).
+    config.ppo.compute_dtype = "bfloat16"
     config.ppo.value_mode = "shared"        # shared (head on the policy's hidden) | separate
     # Rows sorted by length into this many groups, each padded to its own longest row (the update's
     # forward/backward per group; advantages over all rows): rltf_jax/length_groups.py. 1 = off.
-    config.ppo.length_groups = 1
+    config.ppo.length_groups = 2
 
     # RLEF episodes (config.method = "rlef"; rltf_jax.episodes, rltf_jax.rewards.rlef).
     config.rlef = ml_collections.ConfigDict()
