@@ -38,7 +38,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.dirname(os.path.abspath(__file__))]  # runs without the project installed
 SAMPLER_TESTS = ("greedy_logprobs_match_a_full_forward or row_id_draws or share_one_prefill or "
                  "segmented_decode_cache or bfloat16_sampler or one_compile_per_bucket")
-SAMPLER_TESTS_SMALL = "greedy_logprobs_match_a_full_forward or row_id_draws or bfloat16_sampler"
+SAMPLER_TESTS_SMALL = "greedy_logprobs_match_a_full_forward"  # --small: one of each kind, same code
 FULL = dict(shapes=("smollm2", "qwen2.5-1.5b"), batches="1,64,256", new_tokens=128, update_batch=8,
             update_seq=512, copy_mb=1024, matmul_n=8192, reps=3)
 SMALL = dict(shapes=("tiny-llama", "tiny-qwen2"), batches="1,4", new_tokens=8, update_batch=2,
@@ -170,8 +170,9 @@ def main(argv=None) -> None:
            "device": str(jax.devices()[0].device_kind), "jax": jax.__version__, "small": args.small}
     if not args.skip_suite:
         out["checks"] = {
-            "parity": pytest_check(["tests/test_models_parity.py", "-k", "tiny or sharded",
-                                    "tests/test_platform.py"], 300, env),
+            "parity": pytest_check(["tests/test_models_parity.py", "tests/test_platform.py",
+                                    "-k", "tiny or platform" if args.small else "tiny or sharded or platform"],
+                                   300, env),
             "sampler": pytest_check(["tests/test_sampling.py", "-k",
                                      SAMPLER_TESTS_SMALL if args.small else SAMPLER_TESTS], 300, env),
             "ppo_vs_cpu": ppo_vs_cpu(),
