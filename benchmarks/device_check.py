@@ -71,7 +71,7 @@ def ppo_vs_cpu() -> dict:
     from rltf_jax import ppo
     from rltf_jax.models.config import tiny_config
     from rltf_jax.models.load import LoadedModel
-    from rltf_jax.models.loading import random_model
+    from rltf_jax.models.params import random_model
 
     def updated(device):
         with jax.default_device(device):
@@ -93,7 +93,7 @@ def ppo_vs_cpu() -> dict:
 
 def train_step(timeout: float, env: dict) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
-        result = run([sys.executable, "-m", "rltf_jax.train", "--config", "configs/tiny.py",
+        result = run([sys.executable, "-m", "rltf_jax.cli.train", "--config", "configs/tiny.py",
                       "--workdir", workdir, "--config.total_steps=1", "--config.eval.before_and_after=False"],
                      timeout, env)
         summary = os.path.join(workdir, "summary.json")

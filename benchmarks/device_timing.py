@@ -66,7 +66,7 @@ def jax_side(args, config) -> dict:
     from ppo_update import forward_flops_per_token, jax_matmul_peak, make_batch
     from rltf_jax import ppo
     from rltf_jax.models.load import LoadedModel
-    from rltf_jax.models.loading import random_model
+    from rltf_jax.models.params import random_model
     from rltf_jax.sampling import Sampler, SamplingParams
 
     tokenizer = load_check_tokenizer()

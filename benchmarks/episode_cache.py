@@ -33,10 +33,10 @@ import time
 import jax
 
 from rltf_jax.data import load_problems
-from rltf_jax.episodes import EpisodeConfig, run_episodes
+from rltf_jax.rollout.episodes import EpisodeConfig, run_episodes
 from rltf_jax.models import load_model
 from rltf_jax.sampling import Sampler, SamplingParams
-from rltf_jax.sandbox_client import SandboxClient, local_sandbox
+from rltf_jax.env.sandbox_client import SandboxClient, local_sandbox
 
 
 def turn(args) -> dict:

@@ -5,7 +5,7 @@ templated coding requests, left-padded), same threads, 128 new tokens forced (EO
 batch 1, 8 and 64. For each batch, the median of --repeats timed calls (default 3) of each, the six
 sides taking turns call by call (so a slow spell of the machine falls on all of them alike):
   * hf_f32 / hf_bf16: transformers AutoModelForCausalLM.generate in torch float32 / bfloat16;
-  * jax_f32 / jax_bf16: rltf_jax.sampling.Sampler with params, activations and KV cache in that dtype
+  * jax_f32 / jax_bf16: rltf_jax.sampling.sampler.Sampler with params, activations and KV cache in that dtype
     (after a first call, whose extra time is reported as compile time);
   * with --xla-attention-sides, also jax_xla_f32 / jax_xla_bf16: the sampler with XLA's decode
     attention instead of the fused CPU kernel (kernels/decode_attention.cc) that "auto" picks here;

@@ -53,7 +53,7 @@ def _set(config, key: str, value) -> None:
 
 def _humaneval(trainer) -> dict:
     from rltf_jax.data import load_problems
-    from rltf_jax.evaluate import evaluate_problems
+    from rltf_jax.evaluation.single_turn import evaluate_problems
 
     scores = evaluate_problems(
         trainer.sampler, trainer.client, load_problems("humaneval"), tokenizer=trainer.tokenizer,
@@ -65,9 +65,9 @@ def _humaneval(trainer) -> dict:
 
 
 def run_arm(name: str, args, base_humaneval: dict | None) -> dict:
-    from rltf_jax.config_files import load_config_file
-    from rltf_jax.metrics import read_metrics
-    from rltf_jax.trainer import Trainer
+    from rltf_jax.run.config_files import load_config_file
+    from rltf_jax.run.metrics import read_metrics
+    from rltf_jax.run.trainer import Trainer
 
     config = load_config_file(args.config)
     config.seed = args.seed
@@ -134,7 +134,7 @@ def main(argv=None) -> dict:
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; choose from {sorted(ARMS)}")
     sys.path.insert(0, ROOT)
-    from rltf_jax import run_setup
+    from rltf_jax.run import setup as run_setup
 
     run_setup.configure_host()
     os.makedirs(args.workdir, exist_ok=True)

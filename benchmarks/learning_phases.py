@@ -2,7 +2,7 @@
 
     python benchmarks/learning_phases.py RUN_DIR [RUN_DIR ...] [--parts 3]
 
-RUN_DIR holds a `metrics.jsonl` (a benchmarks/learning.py arm, or any `rltf_jax.train` workdir).
+RUN_DIR holds a `metrics.jsonl` (a benchmarks/learning.py arm, or any `rltf_jax.cli.train` workdir).
 Prints one Markdown table per run (steps of each part; sample pass rate; the share of samples with a
 global / line error class; response tokens; KL k3 per token; step, generate and update seconds) and,
 last, one JSON line with the same numbers.
@@ -57,7 +57,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--parts", type=int, default=3)
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
-    from rltf_jax.metrics import read_metrics
+    from rltf_jax.run.metrics import read_metrics
 
     out = {}
     for run in args.runs:

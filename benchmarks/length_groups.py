@@ -26,8 +26,9 @@ import jax
 import numpy as np
 
 from rltf_jax import ppo
-from rltf_jax.length_groups import split_by_length
-from rltf_jax.loop import bucket_length
+from rltf_jax.ppo import update as ppo_update_step
+from rltf_jax.ppo.length_groups import split_by_length
+from rltf_jax.rollout.single_turn import bucket_length
 from rltf_jax.models.load import load_model
 
 
@@ -86,8 +87,8 @@ def main() -> None:
     real = int(batch.attention_mask.sum())
     out = {"benchmark": "length_groups", "model": "smollm2-135m-instruct", "dtype": "float32",
            "rows": args.rows, "real_tokens": real, "baseline": "one batch padded to its longest row",
-           "shapes": {g: [list(p.tokens.shape) for p in ppo.batch_parts(a)] for g, a in arms.items()},
-           "padded_tokens": {g: int(sum(p.tokens.size for p in ppo.batch_parts(a))) for g, a in arms.items()}}
+           "shapes": {g: [list(p.tokens.shape) for p in ppo_update_step.batch_parts(a)] for g, a in arms.items()},
+           "padded_tokens": {g: int(sum(p.tokens.size for p in ppo_update_step.batch_parts(a))) for g, a in arms.items()}}
 
     # compile + agreement: every arm's first update from the same initial state
     compile_s, metrics = {}, {}

@@ -3,7 +3,7 @@
 Measured in one run, per dtype (float32, and bfloat16 = params f32 / matmuls bf16 with f32
 accumulation on both sides: jax casts params per forward, torch uses CPU autocast):
 
-- jax_update: the whole `rltf_jax.ppo` update (old-policy and reference forwards, GAE, one epoch of
+- jax_update: the whole `rltf_jax.ppo.update` update (old-policy and reference forwards, GAE, one epoch of
   one minibatch: forward + backward + AdamW), tokens/s over batch × seq tokens;
 - jax_train_step: the update's minibatch step alone (forward + backward + AdamW, same work as torch);
 - torch: `transformers` SmolLM2 from the same GGUF, causal-LM loss, backward, torch.optim.AdamW;

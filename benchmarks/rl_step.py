@@ -24,7 +24,7 @@ PHASES = ("generate", "execute", "execute_wait", "score", "update", "checkpoint"
 
 
 def _config(path: str, steps: int, overrides: list[str]):
-    from rltf_jax.config_files import load_config_file
+    from rltf_jax.run.config_files import load_config_file
 
     config = load_config_file(path)
     config.total_steps = steps
@@ -43,8 +43,8 @@ def _config(path: str, steps: int, overrides: list[str]):
 
 
 def _measure(config, overlap: bool) -> dict[str, float]:
-    from rltf_jax.metrics import read_metrics
-    from rltf_jax.trainer import Trainer
+    from rltf_jax.run.metrics import read_metrics
+    from rltf_jax.run.trainer import Trainer
 
     config.rollout.overlap_execution = overlap
     with tempfile.TemporaryDirectory() as workdir:
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="steps per mode (≥ 3: the first compiles)")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. rollout.max_new_tokens=128")
     args = parser.parse_args()
-    from rltf_jax import run_setup
+    from rltf_jax.run import setup as run_setup
 
     run_setup.configure_host()
     serial = _measure(_config(args.config, args.steps, args.set), overlap=False)

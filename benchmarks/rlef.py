@@ -25,12 +25,12 @@ import time
 import jax
 
 from rltf_jax.data import load_problems
-from rltf_jax.episodes import EpisodeConfig
-from rltf_jax.evaluate import load_policy
-from rltf_jax.evaluate_turns import compare_turns, pool_comparisons
-from rltf_jax.feedback import FeedbackConfig
+from rltf_jax.rollout.episodes import EpisodeConfig
+from rltf_jax.cli.evaluate import load_policy
+from rltf_jax.evaluation.multi_turn import compare_turns, pool_comparisons
+from rltf_jax.env.feedback import FeedbackConfig
 from rltf_jax.sampling import Sampler, SamplingParams
-from rltf_jax.sandbox_client import SandboxClient, local_sandbox
+from rltf_jax.env.sandbox_client import SandboxClient, local_sandbox
 
 
 def parse_args(argv=None) -> argparse.Namespace:

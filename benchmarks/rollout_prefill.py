@@ -23,7 +23,7 @@ import numpy as np
 
 from rltf_jax.data import load_problems
 from rltf_jax.models import load_model
-from rltf_jax.prompts import build_prompt
+from rltf_jax.env.prompts import build_prompt
 from rltf_jax.sampling import Sampler, SamplingParams
 
 

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from sandbox_throughput import as_request, workloads  # noqa: E402
 
-from rltf_jax.sandbox_client import SandboxClient, local_sandbox  # noqa: E402
+from rltf_jax.env.sandbox_client import SandboxClient, local_sandbox  # noqa: E402
 
 _TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 

@@ -21,7 +21,7 @@ import time
 
 import httpx
 
-from rltf_jax.sandbox_client import ExecutionRequest, Limits, SandboxClient, local_sandbox
+from rltf_jax.env.sandbox_client import ExecutionRequest, Limits, SandboxClient, local_sandbox
 
 FAST = Limits(timeout_s=2.0, memory_mb=256, output_bytes=4096)
 

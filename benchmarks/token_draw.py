@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rltf_jax.token_sampling import _uniforms, full_sort_nucleus, sample_tokens
+from rltf_jax.sampling.token_draw import _uniforms, full_sort_nucleus, sample_tokens
 
 VOCAB = 49152
 

@@ -90,7 +90,7 @@ def get_config() -> ml_collections.ConfigDict:
     # the penalty is added to those tokens' advantages directly, so its per-token size is what counts.
     config.rewards.fine_grained_scaling = "per_token"
 
-    # The PPO update (rltf_jax.ppo.PPOConfig; the field names are its own).
+    # The PPO update (rltf_jax.ppo.update.PPOConfig; the field names are its own).
     config.ppo = ml_collections.ConfigDict()
     # gae (needs a value model) | grpo | rloo | greedy (the reward of each problem's greedy decode as
     # baseline: CodeRL / RLTF, configs/rltf_paper.py) | turn (RLEF)
@@ -126,7 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
     # forward/backward per group; advantages over all rows): rltf_jax/length_groups.py. 1 = off.
     config.ppo.length_groups = 2
 
-    # RLEF episodes (config.method = "rlef"; rltf_jax.episodes, rltf_jax.rewards.rlef).
+    # RLEF episodes (config.method = "rlef"; rltf_jax.rollout.episodes, rltf_jax.rewards.rlef).
     config.rlef = ml_collections.ConfigDict()
     config.rlef.max_turns = 3
     config.rlef.reuse_kv_cache = True  # turn k+1 prefills only the new tokens (conversation_cache)

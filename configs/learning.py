@@ -6,7 +6,7 @@ benchmarks/learning.py runs the ablation arms (coarse only, + fine-grained, + ad
 from this config by switching the reward flags.
 """
 
-from rltf_jax.config_files import sibling_config
+from rltf_jax.run.config_files import sibling_config
 
 
 def get_config():

@@ -6,7 +6,7 @@ Sized for one host with 8 accelerators of ≥ 40 GB; hyperparameters follow RLTF
 test, 20 samples per problem in the paper: 8 here with group advantages).
 """
 
-from rltf_jax.config_files import sibling_config
+from rltf_jax.run.config_files import sibling_config
 
 
 def get_config():

@@ -4,7 +4,7 @@ initial policy (Gehring et al. 2024). As in RLEF, a value is predicted per turn 
 token before each reply) and every token of a reply gets that turn's advantage (`ppo.advantage =
 "turn"`); `"gae"` gives token-level values instead, `"grpo"` / `"rloo"` no critic at all."""
 
-from rltf_jax.config_files import sibling_config
+from rltf_jax.run.config_files import sibling_config
 
 
 def get_config():

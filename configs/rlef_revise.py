@@ -5,7 +5,7 @@ it unchanged (the same syntax tree) is certain to fail again; SmolLM2-135M after
 did that in 29 of 41 revisions on the held-out starter problems. `rlef.rewards.repeated_code`
 puts -0.5 on such a reply (rltf_jax/rewards/rlef.py); every other rule is RLEF's."""
 
-from rltf_jax.config_files import sibling_config
+from rltf_jax.run.config_files import sibling_config
 
 
 def get_config():

@@ -23,7 +23,7 @@ What differs, and why:
   for this 135M chat model; theirs were T = 1.0, 20 samples, lr 2e-6 for CodeT5-770M.
 """
 
-from rltf_jax.config_files import sibling_config
+from rltf_jax.run.config_files import sibling_config
 
 
 def get_config():

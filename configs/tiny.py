@@ -1,6 +1,6 @@
 """A tiny random model for tests and smoke runs: a few seconds a step on a CPU."""
 
-from rltf_jax.config_files import sibling_config
+from rltf_jax.run.config_files import sibling_config
 
 
 def get_config():

@@ -1,53 +1,9 @@
-"""python -m rltf_jax.train --config configs/default.py [--config.a.b=v] --workdir runs/x
+"""`python -m rltf_jax.train`: the command line is `rltf_jax.cli.train` (absl prints its docstring for --help)."""
 
-Online RL from unit-test feedback: every step samples K programs per problem from the current
-policy, runs them in the sandbox service, turns the verdicts into per-token rewards (coarse,
-fine-grained, adaptive) and takes one jitted PPO update. The run checkpoints with Orbax and
-resumes by default when its workdir holds a checkpoint (same problems, same RNG, same state).
-Ctrl-C saves a checkpoint and exits cleanly.
-"""
+from rltf_jax.cli import train as _cli
+from rltf_jax.cli.train import run
 
-from __future__ import annotations
-
-import contextlib
-import json
-
-from absl import app, flags
-from ml_collections import config_flags
-
-from rltf_jax import run_setup
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, TensorBoard.")
-_RESUME = flags.DEFINE_bool("resume", True, "Continue from the workdir's latest checkpoint if it has one.")
-
-
-def main(config, workdir: str, *, resume: bool = True) -> dict:
-    """Runs (or continues) a training run; returns the final summary (also written to summary.json)."""
-    from rltf_jax.trainer import Trainer  # heavy imports after flag parsing
-
-    with contextlib.ExitStack() as stack:
-        trainer = stack.enter_context(Trainer(config, workdir, resume=resume))
-        summary = trainer.run()
-    return summary
-
-
-def _cli(argv) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _CONFIG.value is None:
-        raise app.UsageError("--config is required, e.g. --config configs/default.py")
-    if not _WORKDIR.value:
-        raise app.UsageError("--workdir is required, e.g. --workdir runs/default")
-    run_setup.configure_host()
-    summary = main(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
-    print(json.dumps(summary, sort_keys=True))
-
-
-def run() -> None:
-    """Console-script entry point (`rltf-train`)."""
-    app.run(_cli)
-
+__doc__ = _cli.__doc__
 
 if __name__ == "__main__":
     run()

@@ -30,7 +30,7 @@ import pytest  # noqa: E402
 
 from rltf_jax.models import registry  # noqa: E402
 from rltf_jax.models.tokenizer import load_tokenizer  # noqa: E402
-from rltf_jax.sandbox_client import SandboxClient, local_sandbox  # noqa: E402
+from rltf_jax.env.sandbox_client import SandboxClient, local_sandbox  # noqa: E402
 
 
 # The test files that run longest (several trainer processes each): collected first, so that

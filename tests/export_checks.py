@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from flax import nnx
 
-from rltf_jax.export import main as export_main
+from rltf_jax.cli.export import main as export_main
 from rltf_jax.sampling import Sampler, SamplingParams
 
 UNIT_ROUNDOFF_F32 = 2.0 ** -24

@@ -13,7 +13,7 @@ separately (at most ~lr per weight per step, `adam_step_bound`).
 * `token_scale(...)`: the bound's scale. The loss is a sum over action tokens (and value positions) of
   per-token terms (loss_fn is linear in its masks for fixed denominators), so with g_t the gradient of
   token t's term alone, S = sum_t |g_t| elementwise is what the cancellation in the final sum hides,
-  and the per-token metric sums likewise. Computed with `jax.grad(ppo.loss_fn)` on one-token masks.
+  and the per-token metric sums likewise. Computed with `jax.grad(ppo_update_step.loss_fn)` on one-token masks.
 * The bound (`assert_gradients_close`): per parameter leaf, norm-wise,
   ||g_A - g_B||_2 <= 2 gamma~_n(4) ||S||_2 with n = the forward's longest accumulation path
   (`decoder_path_terms`) twice (the backward mirrors it) plus the number of tokens summed. Like
@@ -36,6 +36,7 @@ import optax
 
 from fp_bounds import U_F32, decoder_path_terms, probabilistic_gamma
 from rltf_jax import ppo
+from rltf_jax.ppo import update as ppo_update_step
 
 
 def recorder() -> optax.GradientTransformation:
@@ -67,7 +68,7 @@ def token_scale(defs, config, state, batch):
     the whole `batch` (one PPOBatch: the padded batch), at the state's weights."""
     batch = ppo.complete_batch(batch)
     stats = ppo.rollout_statistics(defs, config, state, batch)
-    data = {k: stats[k] for k in ppo.PER_ACTION_STATS if k in stats}
+    data = {k: stats[k] for k in ppo_update_step.PER_ACTION_STATS if k in stats}
     data.update(tokens=jnp.asarray(batch.tokens), attention_mask=jnp.asarray(batch.attention_mask))
     action = data["action_mask"]
     value = data.get("value_mask", action)
@@ -83,7 +84,7 @@ def token_scale(defs, config, state, batch):
             mb = dict(row, action_mask=row["action_mask"] & only)
             if "value_mask" in row:
                 mb["value_mask"] = row["value_mask"] & only
-            grads, sums = jax.grad(ppo.loss_fn, has_aux=True)(params, defs, config, state.kl_coef, mb,
+            grads, sums = jax.grad(ppo_update_step.loss_fn, has_aux=True)(params, defs, config, state.kl_coef, mb,
                                                               denominator, value_denominator)
             return grads, sums
 
@@ -149,7 +150,7 @@ def assert_gradients_close(g_a, g_b, scale, n_terms: int, steps: int = 1, u: flo
 
 
 def rollout_metric_scales(defs, config, state, batch) -> dict:
-    """For each of `ppo._rollout_metrics`' metrics, the same mean (or per-sequence sum) of the absolute
+    """For each of `ppo_update_step._rollout_metrics`' metrics, the same mean (or per-sequence sum) of the absolute
     values of the per-token terms (on the padded batch): its float32 rounding, and a forward's
     log-prob / value rounding, is in units of this. A log p's error is in units of the logits' scale,
     which on the tiny models is O(|log p|) (vocab 16: |log p| ~ 2.8). kl/coef and response/length are

@@ -4,7 +4,7 @@ import numpy as np
 import jax.numpy as jnp
 import pytest
 
-from rltf_jax import advantages as A
+from rltf_jax.ppo import advantages as A
 
 
 def reference_gae(rewards, values, mask, gamma, lam):

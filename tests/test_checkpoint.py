@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rltf_jax.checkpoint import (CheckpointMismatchError, CheckpointOptions, Checkpointer,
+from rltf_jax.run.checkpoint import (CheckpointMismatchError, CheckpointOptions, Checkpointer,
                                  abstract_like)
 
 IDENTITY = {"name": "tiny-llama", "hidden_size": 64}

@@ -129,7 +129,7 @@ def test_episodes_over_kept_caches_are_the_episodes_of_full_prefills(tiny, clien
     """A real tiny policy on real problems for three turns: with the cache kept between turns every
     reply (ids and log-probabilities) is the one full prefills of the conversation give."""
     from rltf_jax.data import load_problems
-    from rltf_jax.episodes import EpisodeConfig, run_episodes
+    from rltf_jax.rollout.episodes import EpisodeConfig, run_episodes
 
     problems = load_problems("starter:train")[:2]
     runs = {}

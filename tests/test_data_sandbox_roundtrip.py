@@ -6,8 +6,9 @@ import pathlib
 import pytest
 
 from rltf_jax.data import load_problems
-from rltf_jax.evaluate import grade_programs, main as evaluate_main
-from rltf_jax.sandbox_client import SandboxClient, local_sandbox
+from rltf_jax.cli.evaluate import main as evaluate_main
+from rltf_jax.env.grading import grade_programs
+from rltf_jax.env.sandbox_client import SandboxClient, local_sandbox
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 LIMITS = {"timeout_s": 2.0}

@@ -4,6 +4,7 @@ references pass (in process, and the stdio ones through the real sandbox service
 import collections
 import io
 import json
+import pathlib
 import sys
 from contextlib import redirect_stdout
 
@@ -105,8 +106,8 @@ def test_reference_solutions_pass_their_tests(problems):
 
 
 def test_stdio_reference_solutions_pass_in_the_real_sandbox(problems):
-    from rltf_jax.evaluate import grade_programs
-    from rltf_jax.sandbox_client import SandboxClient, local_sandbox
+    from rltf_jax.evaluation.single_turn import grade_programs
+    from rltf_jax.env.sandbox_client import SandboxClient, local_sandbox
     stdio = [p for p in problems if p.mode == "stdio"]
     wrong = {"stdio_add": "print(0)\n", "stdio_reverse": "print(input())\n"}
     broken = [next(p for p in stdio if _family(p) == key) for key in wrong]
@@ -138,7 +139,8 @@ def test_word_level_tasks_are_tested_on_texts_of_several_words(problems):
 
 
 def test_calibration_script_runs_stdio_tests_locally(problems):
-    from rltf_jax.data.starter.calibrate import run_tests_locally
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    from starter_calibration import run_tests_locally
     stdio = [p for p in problems if p.mode == "stdio"][:3]
     assert [run_tests_locally(p, p.solutions[0]) for p in stdio] == [True] * 3
     assert [run_tests_locally(p, "print(0)\n") for p in stdio] == [False] * 3

@@ -9,9 +9,9 @@ import pytest
 
 from rltf_jax import ppo
 from rltf_jax.data import load_problems
-from rltf_jax.episode_batch import (episode_batch, episode_metric_sums, episode_metrics, episode_rewards,
+from rltf_jax.rollout.episode_batch import (episode_batch, episode_metric_sums, episode_metrics, episode_rewards,
                                    ratios_of)
-from rltf_jax.episodes import EpisodeConfig, TextReplies, run_episodes
+from rltf_jax.rollout.episodes import EpisodeConfig, TextReplies, run_episodes
 from rltf_jax.models import load_model
 from rltf_jax.rewards.rlef import RLEFRewardConfig
 from rltf_jax.sampling import Sampler, SamplingParams

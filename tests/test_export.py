@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 
 from export_checks import (PROMPTS, assert_greedy_agrees, assert_parity, assert_same_params,  # noqa: E402
                            param_arrays, prompt_rows, run_export)
-from rltf_jax.evaluate import main as evaluate_main  # noqa: E402
+from rltf_jax.cli.evaluate import main as evaluate_main  # noqa: E402
 from rltf_jax.models import load_model  # noqa: E402
 from rltf_jax.models.export_hf import hf_tensors  # noqa: E402
 
@@ -32,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def trained_run(tmp_path_factory):
     """A real 2-step tiny-llama training run (configs/tiny.py, the local sandbox), ~45 s."""
     workdir = tmp_path_factory.mktemp("run")
-    command = [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
+    command = [sys.executable, "-m", "rltf_jax.cli.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
                "--config.total_steps=2", "--workdir", str(workdir)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -41,7 +41,7 @@ def trained_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sandbox_url():
-    from rltf_jax.sandbox_client import local_sandbox
+    from rltf_jax.env.sandbox_client import local_sandbox
     with local_sandbox(workers=2) as url:
         yield url
 
@@ -115,7 +115,7 @@ def test_hf_bfloat16_export_is_the_rounded_weights(tmp_path):
 
 def test_trained_checkpoint_export(trained_run, tmp_path, capsys):
     """The newest checkpoint's policy (not the base weights) is what the folder holds; --step picks."""
-    from rltf_jax.policy_checkpoint import load_policy
+    from rltf_jax.run.policy_checkpoint import load_policy
 
     out = tmp_path / "export"
     assert run_export("--checkpoint", trained_run, "--out", out) == 0
@@ -176,7 +176,7 @@ def test_unsupported_quantisation_is_refused(tmp_path, capsys):
 
 def test_failed_export_leaves_nothing_at_out(tmp_path):
     """A model GGUF cannot hold (llama3 rope scaling) fails inside the staging folder: nothing stays."""
-    from rltf_jax.export import export
+    from rltf_jax.cli.export import export
     from rltf_jax.models.export_hf import ExportError
 
     loaded = load_model("tiny-llama")

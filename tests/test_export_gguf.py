@@ -103,7 +103,7 @@ def test_gguf_q8_0_round_trip(name, tmp_path, monkeypatch):
     (the parity bound); logits within the first-order bound of the quantisation: |Δℓ| <= 2 Σ_w |∂ℓ/∂w| e_w for each
     position's top logit ℓ (e_w the per-weight bound; the factor 2 leaves room for the second-order
     terms, which at e_w ~ 1e-4 are orders of magnitude smaller)."""
-    from rltf_jax.models.loading import load_weights
+    from rltf_jax.models.params import load_weights
 
     monkeypatch.setenv("RLTF_JAX_NO_WEIGHT_CACHE", "1")
     path = tmp_path / f"{name}.gguf"

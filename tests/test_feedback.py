@@ -6,12 +6,12 @@ import pytest
 
 from rltf_jax.data import load_problems
 from rltf_jax.data.problem import Problem
-from rltf_jax.feedback import (INSTRUCTION, NO_CODE_MESSAGE, TRUNCATION_MARK, FeedbackConfig,
+from rltf_jax.env.feedback import (INSTRUCTION, NO_CODE_MESSAGE, TRUNCATION_MARK, FeedbackConfig,
                                clip_text, feedback_message, probed_value, return_value_probe)
 from rltf_jax.models import registry
 from rltf_jax.models.tokenizer import load_tokenizer
-from rltf_jax.prompts import extract_code
-from rltf_jax.sandbox_client import SANDBOX_ERROR, ExecutionRequest
+from rltf_jax.env.prompts import extract_code
+from rltf_jax.env.sandbox_client import SANDBOX_ERROR, ExecutionRequest
 
 LIMITS = {"timeout_s": 1.0, "memory_mb": 256}
 

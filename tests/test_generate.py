@@ -6,7 +6,7 @@ import sys
 import jax
 import pytest
 
-from rltf_jax.generate import main, parse_args
+from rltf_jax.cli.generate import main, parse_args
 from rltf_jax.models import load_model
 from rltf_jax.sampling import Sampler, SamplingParams
 
@@ -28,7 +28,7 @@ def test_cli_arguments():
 
 @pytest.mark.slow
 def test_module_runs_smollm2_chat():
-    out = subprocess.run([sys.executable, "-m", "rltf_jax.generate", "--model", "smollm2-135m-instruct",
+    out = subprocess.run([sys.executable, "-m", "rltf_jax.cli.generate", "--model", "smollm2-135m-instruct",
                           "--prompt", "Write a Python function that returns the square of x.", "--chat",
                           "--max-new-tokens", "48", "--greedy"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

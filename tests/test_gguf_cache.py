@@ -8,8 +8,9 @@ import pytest
 from flax import nnx
 
 from rltf_jax.models.gguf_cache import CachedGGUFSource, weight_cache_dir
-from rltf_jax.models.loading import load_weights
-from rltf_jax.models.weight_sources import GGUFSource, open_source
+from rltf_jax.models.params import load_weights
+from rltf_jax.models.gguf_cache import open_source
+from rltf_jax.models.weight_sources import GGUFSource
 from tiny_gguf import write_tiny_gguf
 
 

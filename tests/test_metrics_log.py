@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rltf_jax.metrics import MetricsLogger, read_metrics
+from rltf_jax.run.metrics import MetricsLogger, read_metrics
 
 
 def _log(workdir, start_step, steps, *, value, resumed=False):
@@ -37,7 +37,7 @@ def test_a_corrupt_line_is_named(tmp_path):
 
 def test_the_tensorboard_writer_loads_without_torch_and_torch_still_imports(tmp_path):
     # tensorboardX imports torch when installed (~2 s in every trainer process); our writer does not
-    probe = ("import sys\nfrom rltf_jax.metrics import MetricsLogger\n"
+    probe = ("import sys\nfrom rltf_jax.run.metrics import MetricsLogger\n"
              f"logger = MetricsLogger({str(tmp_path)!r}, total_steps=1, progress=False)\n"
              "logger.log(1, {'loss': 0.5})\nlogger.close()\nprint('torch' in sys.modules)\n"
              "import torch\nprint(float(torch.ones(3).sum()))")

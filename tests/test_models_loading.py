@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from rltf_jax.models import load_model  # noqa: E402
-from rltf_jax.models.loading import load_weights  # noqa: E402
+from rltf_jax.models.params import load_weights  # noqa: E402
 from rltf_jax.models.registry import SMOLLM2_NAME, smollm2_gguf_path  # noqa: E402
 from rltf_jax.models.weight_sources import GGUFSource, unpermute_gguf_qk  # noqa: E402
 from fp_bounds import decoder_path_terms, logit_error_bound  # noqa: E402

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from rltf_jax.metrics import read_metrics
+from rltf_jax.run.metrics import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ def _free_port() -> int:
 
 
 def _command(workdir, steps, *extra):
-    return [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
+    return [sys.executable, "-m", "rltf_jax.cli.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
             f"--config.total_steps={steps}", "--config.checkpoint.every=1", "--workdir", str(workdir), *extra]
 
 

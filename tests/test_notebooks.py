@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def workdir(tmp_path_factory):
     """A finished 2-step tiny training run: metrics.jsonl with eval events, checkpoints 2."""
     path = tmp_path_factory.mktemp("run")
-    command = [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
+    command = [sys.executable, "-m", "rltf_jax.cli.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
                "--config.total_steps=2", "--workdir", str(path)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]

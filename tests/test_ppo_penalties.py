@@ -6,7 +6,7 @@ import pytest
 
 from rltf_jax import ppo
 from rltf_jax.models.config import tiny_config
-from rltf_jax.models.loading import random_model
+from rltf_jax.models.params import random_model
 
 VOCAB = 16
 

@@ -16,9 +16,10 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, os.environ["TESTS_DIR"])
     import grad_probe
     from fp_bounds import U_BF16, U_F32
-    from rltf_jax import ppo, sharding
+    from rltf_jax import ppo
+    from rltf_jax.parallel import mesh as sharding
     from rltf_jax.models.config import tiny_config
-    from rltf_jax.models.loading import random_model
+    from rltf_jax.models.params import random_model
 
     assert jax.device_count() == 8, jax.devices()
     config = ppo.PPOConfig(lr=1e-3, epochs=2, num_minibatches=2, grad_accum=2, vf_coef=0.5,
@@ -32,7 +33,7 @@ SCRIPT = textwrap.dedent("""
                                    np.arange(b) // 4)
     full = batch
     if os.environ["LENGTH_GROUPS"] != "1":
-        from rltf_jax.length_groups import split_by_length
+        from rltf_jax.ppo.length_groups import split_by_length
         batch = split_by_length(batch, int(os.environ["LENGTH_GROUPS"]), rows_multiple=4, multiple=4)
         assert len({part.tokens.shape[1] for part in batch}) == 2, [part.tokens.shape for part in batch]
 

@@ -6,8 +6,8 @@ import pytest
 
 from rltf_jax import ppo
 from rltf_jax.models.config import tiny_config
-from rltf_jax.models.loading import random_model
-from rltf_jax.turn_advantages import geometric_mean_turn_kl
+from rltf_jax.models.params import random_model
+from rltf_jax.ppo.turn_advantages import geometric_mean_turn_kl
 
 VOCAB = 16
 # Two rows of a 2-turn conversation over T = 16 tokens:

@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 
 from rltf_jax.data import Problem, load_problems
-from rltf_jax.prompts import build_prompt, chat_messages, extract_code
+from rltf_jax.env.prompts import build_prompt, chat_messages, extract_code
 
 ADD = Problem(id="t/add", source="starter", prompt="Write a Python function `add(a, b)` that returns a + b.",
               mode="call", public_tests=({"args": [1, 2], "expected": 3},),

@@ -8,8 +8,8 @@ import pytest
 from flax import nnx
 
 from rltf_jax.models.config import REMAT_AUTO_BYTES, tiny_config
-from rltf_jax.models.loading import random_model
-from rltf_jax.trainer import model_identity
+from rltf_jax.models.params import random_model
+from rltf_jax.run.checkpoint import model_identity
 
 BATCH, SEQ = 2, 256
 

@@ -15,9 +15,9 @@ import pytest
 
 from rltf_jax.data.problem import Problem
 from rltf_jax.models.tokenizer import load_tokenizer
-from rltf_jax.prompts import extract_code
+from rltf_jax.env.prompts import extract_code
 from rltf_jax.rewards import score_batch
-from rltf_jax.sandbox_client import ExecutionRequest, Limits, SandboxClient, local_sandbox
+from rltf_jax.env.sandbox_client import ExecutionRequest, Limits, SandboxClient, local_sandbox
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "rewards.md")
 # Small limits so the hostile rows stay bounded: 300 MB asked for over 128 MB, 2 MB printed over 64 KiB.

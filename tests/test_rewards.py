@@ -4,10 +4,10 @@
 import numpy as np
 import pytest
 
-from rltf_jax.prompts import ExtractedCode
+from rltf_jax.env.prompts import ExtractedCode
 from rltf_jax.rewards import (RewardConfig, adaptive_reward, classify_error, coarse_reward,
                               reward_metrics, score_batch)
-from rltf_jax.sandbox_client import ExceptionInfo, ExecutionResult, TestOutcome
+from rltf_jax.env.sandbox_client import ExceptionInfo, ExecutionResult, TestOutcome
 
 
 def result(verdict, ratio=0.0, exc=None, test_verdicts=None):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from rltf_jax.data import load_problems
-from rltf_jax.prompts import extract_code
+from rltf_jax.env.prompts import extract_code
 from rltf_jax.rewards.rlef import (RLEFRewardConfig, episode_token_rewards, repeated_programs,
                                   turn_rewards)
-from rltf_jax.sandbox_client import ExecutionRequest
+from rltf_jax.env.sandbox_client import ExecutionRequest
 
 
 @pytest.mark.parametrize("has_code, passed, expected", [

@@ -10,9 +10,9 @@ import pytest
 
 from rltf_jax.data.problem import Problem
 from rltf_jax.models.tokenizer import load_tokenizer
-from rltf_jax.prompts import extract_code
+from rltf_jax.env.prompts import extract_code
 from rltf_jax.rewards import score_batch
-from rltf_jax.sandbox_client import ExecutionRequest, Limits, SandboxClient, local_sandbox
+from rltf_jax.env.sandbox_client import ExecutionRequest, Limits, SandboxClient, local_sandbox
 
 PROBLEM = Problem(id="double", source="starter", prompt="Write double(x) returning 2*x.", mode="assert",
                   public_tests=(), private_tests=({"assert": "assert double(2) == 4"},

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rltf_jax import run_setup
+from rltf_jax.run import setup as run_setup
 
 pytestmark = pytest.mark.skipif(run_setup.memory_maps() is None, reason="needs Linux's /proc")
 

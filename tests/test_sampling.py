@@ -9,8 +9,9 @@ from flax import nnx
 from draw_margins import assert_same_draws, first_rounding_calls
 from f64_reference import Float64Reference
 from rltf_jax.models import load_model
-from rltf_jax.sampling import Rollout, Sampler, SamplingParams, bucket_size, decode_segments, prompt_bucket_size
-from rltf_jax.token_sampling import sample_tokens
+from rltf_jax.sampling import Rollout, Sampler, SamplingParams
+from rltf_jax.sampling.shapes import bucket_size, decode_segments, prompt_bucket_size
+from rltf_jax.sampling.token_draw import sample_tokens
 
 PROMPTS = ["def add(a, b):", "Write a haiku about unit tests and the joy they bring"]
 

@@ -1,4 +1,4 @@
-"""rltf_jax.sandbox_client against the real service (and tiny local HTTP servers for faults)."""
+"""rltf_jax.env.sandbox_client against the real service (and tiny local HTTP servers for faults)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import time
 import psutil
 import pytest
 
-from rltf_jax import sandbox_client
-from rltf_jax.sandbox_client import (ExceptionInfo, ExecutionRequest, ExecutionResult, Limits,
+from rltf_jax.env import sandbox_client
+from rltf_jax.env.sandbox_client import (ExceptionInfo, ExecutionRequest, ExecutionResult, Limits,
                                      SandboxClient, SandboxRequestError, local_sandbox)
 
 

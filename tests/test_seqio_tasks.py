@@ -8,7 +8,7 @@ import pytest
 
 
 def test_importing_rltf_jax_does_not_import_tensorflow():
-    code = ("import sys, rltf_jax, rltf_jax.data, rltf_jax.prompts, rltf_jax.pass_at_k, rltf_jax.evaluate; "
+    code = ("import sys, rltf_jax, rltf_jax.data, rltf_jax.env.prompts, rltf_jax.evaluation.pass_at_k, rltf_jax.evaluation.single_turn; "
             "from rltf_jax.data import load_problems; load_problems('starter:heldout'); "
             "bad = [m for m in ('tensorflow', 'seqio') if m in sys.modules]; "
             "assert not bad, bad")
@@ -19,7 +19,7 @@ def test_importing_rltf_jax_does_not_import_tensorflow():
 def seqio_env():
     import seqio
     import tensorflow as tf
-    from rltf_jax.data import seqio_tasks
+    from rltf_jax.evaluation import seqio_tasks
     return seqio, tf, seqio_tasks
 
 
@@ -27,7 +27,7 @@ def seqio_env():
 def test_starter_task_yields_the_same_problems(seqio_env):
     seqio, tf, seqio_tasks = seqio_env
     from rltf_jax.data import load_problems
-    from rltf_jax.prompts import build_prompt
+    from rltf_jax.env.prompts import build_prompt
 
     assert tf.config.get_visible_devices("GPU") == []
     task = seqio.get_mixture_or_task("rltf_starter")

@@ -25,7 +25,8 @@ CHILD = textwrap.dedent(r'''
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
     from flax import nnx
-    from rltf_jax import sharding
+    from rltf_jax.parallel import mesh as sharding
+    from rltf_jax.models import sharding as model_sharding
     from rltf_jax.models import load_model
     from rltf_jax.sampling import Sampler, SamplingParams
 
@@ -93,13 +94,13 @@ CHILD = textwrap.dedent(r'''
     keep("continued_sharded", e, ids[2:]), keep("continued_single", f, ids[2:])
     np.savez(arrays_path, **arrays)
 
-    gd2, abstract = sharding.abstract_sharded_state(sharded.config, mesh)
+    gd2, abstract = model_sharding.abstract_sharded_state(sharded.config, mesh)
     report["abstract_matches"] = all(
         x.sharding == y[...].sharding and x.shape == y[...].shape
         for (_, x), (_, y) in zip(nnx.to_flat_state(abstract), nnx.to_flat_state(st)))
     cache = sharded.model.init_cache(8, 32)
     report["cache_k_spec"] = [list(s) if isinstance(s, tuple) else s
-                              for s in sharding.cache_shardings(cache, mesh).k.spec]
+                              for s in model_sharding.cache_shardings(cache, mesh).k.spec]
     print("REPORT" + json.dumps(report))
 ''')
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from rltf_jax.data import load_problems
-from rltf_jax.metrics import read_metrics
+from rltf_jax.run.metrics import read_metrics
 from rltf_jax.models import load_model
 from rltf_jax.ppo import PPOConfig, init_train_state
-from rltf_jax.supervised import make_supervised_update, solution_reply, supervised_batch
+from rltf_jax.rollout.supervised import make_supervised_update, solution_reply, supervised_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,7 +64,7 @@ def test_supervised_steps_lower_the_solution_nll():
 @pytest.mark.slow
 def test_train_supervised_method_and_interleaved_steps(tmp_path):
     def train(workdir, *extra):
-        command = [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
+        command = [sys.executable, "-m", "rltf_jax.cli.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
                    "--config.total_steps=2", "--config.eval.before_and_after=False", "--workdir",
                    str(workdir), *extra]
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fp_bounds import log_softmax_error_bound
-from rltf_jax.token_sampling import _threshold_nucleus, _uniforms, first_argmax, full_sort_nucleus, sample_tokens
+from rltf_jax.sampling.token_draw import _threshold_nucleus, _uniforms, first_argmax, full_sort_nucleus, sample_tokens
 
 ROWS = 20_000
 

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from rltf_jax.checkpoint import Checkpointer
-from rltf_jax.metrics import read_metrics
+from rltf_jax.run.checkpoint import Checkpointer
+from rltf_jax.run.metrics import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ COMPARED = ("reward/outcome", "samples/pass_rate", "samples/response_tokens", "p
 
 
 def _train(workdir, steps, *extra):
-    command = [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
+    command = [sys.executable, "-m", "rltf_jax.cli.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
                f"--config.total_steps={steps}", "--workdir", str(workdir), *extra]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -57,7 +57,7 @@ def test_smoke_run_then_resume_matches_uninterrupted(tmp_path):
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     _train(tmp_path, 1)
-    command = [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
+    command = [sys.executable, "-m", "rltf_jax.cli.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
                "--config.total_steps=2", "--config.model.name=tiny-qwen2", "--workdir", str(tmp_path)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
@@ -105,7 +105,7 @@ def test_time_budget_ends_the_run_evaluated_and_checkpointed(tmp_path):
 
 
 def test_unknown_method_is_refused(tmp_path):
-    command = [sys.executable, "-m", "rltf_jax.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
+    command = [sys.executable, "-m", "rltf_jax.cli.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
                "--config.method=dpo", "--workdir", str(tmp_path)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode != 0 and "config.method='dpo'" in done.stderr

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rltf_jax.turn_advantages import (geometric_mean_turn_kl, turn_level_advantages, turn_returns,
+from rltf_jax.ppo.turn_advantages import (geometric_mean_turn_kl, turn_level_advantages, turn_returns,
                                       turn_value_targets, turn_values)
 
 # Two rows on an action axis of 10. Row 0: env 0-1, reply0 at 2-3, env 4-5, reply1 at 6-8, pad 9.

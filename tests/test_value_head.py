@@ -8,7 +8,7 @@ from flax import nnx
 
 from fp_bounds import gamma
 from rltf_jax.models.config import tiny_config
-from rltf_jax.models.loading import random_model
+from rltf_jax.models.params import random_model
 from rltf_jax.models.value_head import Critic, ValueHead, make_value_model
 
 

@@ -4,8 +4,8 @@ import jax
 from rltf_jax.models import load_model
 from rltf_jax.sampling import Sampler, SamplingParams
 from rltf_jax.data.registry import load_problems
-from rltf_jax.episodes import run_episodes, EpisodeConfig
-from rltf_jax.sandbox_client import SandboxClient, local_sandbox
+from rltf_jax.rollout.episodes import run_episodes, EpisodeConfig
+from rltf_jax.env.sandbox_client import SandboxClient, local_sandbox
 
 P = int(sys.argv[1])
 loaded = load_model("smollm2-135m-instruct")

@@ -20,7 +20,6 @@ from typing import Callable
 
 from rltf_jax.data.problem import Problem
 
-
 # source name -> (module under rltf_jax.data.loaders, function); imported only when used.
 _LOADERS = {
     "humaneval": ("humaneval", "load_humaneval"),

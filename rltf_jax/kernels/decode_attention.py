@@ -23,8 +23,9 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 
-from rltf_jax.cache_dir import cache_dir
+from rltf_jax.kernels.cache_dir import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,6 @@ def _cache_dir() -> Path:
 
 def build(cxx: str | None = None) -> Path:
     """Compiles decode_attention.cc (once per source/flags/jaxlib/CPU) and returns the .so path."""
-    import jaxlib
 
     cxx = cxx or os.environ.get("CXX") or "c++"
     if shutil.which(cxx) is None:

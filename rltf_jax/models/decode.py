@@ -23,11 +23,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.sharding import PartitionSpec
 
 from rltf_jax.kernels.decode_attention import decode_attention
 from rltf_jax.models.attention import MASK_VALUE
 from rltf_jax.models.config import ModelConfig
 from rltf_jax.models.llama import LAYER_PARAM_AXES, decoder_block, rms_norm, rope_inv_freq
+from rltf_jax.parallel.mesh import BATCH_AXES
 
 TILE = 16  # slots per key tile of the fused kernel's layout (kernels/decode_attention.cc)
 
@@ -117,9 +119,7 @@ def _fused_decode_attention(mesh, *args, round_probs_bf16: bool):
     call = functools.partial(decode_attention, round_probs_bf16=round_probs_bf16)
     if mesh is None or mesh.size == 1:
         return call(*args)
-    from jax.sharding import PartitionSpec
 
-    from rltf_jax.sharding import BATCH_AXES
 
     rows = PartitionSpec(BATCH_AXES)
     return jax.shard_map(call, mesh=mesh, in_specs=(rows,) * 6 + (PartitionSpec(),), out_specs=(rows,) * 3,

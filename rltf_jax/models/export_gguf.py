@@ -17,6 +17,7 @@ import logging
 import numpy as np
 
 from rltf_jax.models.config import ModelConfig
+from rltf_jax.models.export_gguf_vocab import add_tokenizer
 from rltf_jax.models.export_hf import ExportError, hf_tensors
 from rltf_jax.models.weight_sources import gguf_name
 
@@ -119,7 +120,6 @@ def write_gguf(loaded, path: str, *, qtype: str = "F32", tokenizer_gguf: str | N
     """
     from gguf import GGUFWriter
 
-    from rltf_jax.models.export_gguf_vocab import add_tokenizer
 
     qtype_name = gguf_type(qtype)
     config = loaded.config

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_PRE_TOKENIZER_SPLITS
+
 from rltf_jax.models.config import ModelConfig
 from rltf_jax.models.export_hf import ExportError
 
@@ -68,7 +70,6 @@ def pre_tokenizer_name(tokenizer, tokenizer_gguf: str | None) -> str:
         if any(p.get("type") == "ByteLevel" and p.get("use_regex", True) for p in parts):
             return "gpt2"
         raise ExportError(f"cannot name the tokenizer's pre-tokenizer for llama.cpp: {json.dumps(pre)[:200]}")
-    from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_PRE_TOKENIZER_SPLITS
 
     for name, regex in GGUF_PRE_TOKENIZER_SPLITS.items():
         if regex == regexes[0]:

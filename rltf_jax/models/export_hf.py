@@ -17,9 +17,10 @@ from typing import Iterator
 import ml_dtypes
 import numpy as np
 from flax import nnx
+from safetensors.numpy import save_file
 
 from rltf_jax.models.config import ModelConfig
-from rltf_jax.models.loading import LAYER_TENSORS, TOP_LEVEL_TENSORS
+from rltf_jax.models.params import LAYER_TENSORS, TOP_LEVEL_TENSORS
 
 EXPORT_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
 MAX_SHARD_SIZE = "5GB"
@@ -110,7 +111,6 @@ def generation_config_dict(config: ModelConfig, tokenizer=None) -> dict:
 def write_safetensors(folder: str, tensors: dict[str, np.ndarray], max_shard_size=MAX_SHARD_SIZE) -> list[str]:
     """model.safetensors, or shards + model.safetensors.index.json past `max_shard_size`; file names."""
     from huggingface_hub import split_state_dict_into_shards_factory
-    from safetensors.numpy import save_file
 
     split = split_state_dict_into_shards_factory(
         tensors, get_storage_size=lambda a: a.nbytes, filename_pattern="model{suffix}.safetensors",

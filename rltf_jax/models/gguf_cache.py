@@ -28,10 +28,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
-from rltf_jax.cache_dir import cache_dir
+from rltf_jax.kernels.cache_dir import cache_dir
 from rltf_jax.models.config import ModelConfig
-from rltf_jax.models.weight_sources import GGUFSource, MissingTensorError, gguf_name
+from rltf_jax.models.weight_sources import GGUFSource, MissingTensorError, SafetensorsSource, gguf_name
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,6 @@ class CachedGGUFSource:
     (`config`, `has`, `shape`, `read` by HF tensor name, HF layout, float32)."""
 
     def __init__(self, folder: Path, gguf_path: str):
-        from safetensors import safe_open
 
         self.path = gguf_path
         self.folder = folder
@@ -91,7 +92,6 @@ def _float32_bytes(source: GGUFSource) -> int:
 
 def _write_entry(source: GGUFSource, folder: Path) -> None:
     """Dequantizes every tensor of `source` into a staging folder, then renames it to `folder`."""
-    from safetensors.numpy import save_file
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
@@ -131,3 +131,13 @@ def open_gguf(path: str):
     except OSError as error:  # a read-only or full disk: load from the file, uncached
         log.warning("could not cache the weights of %s in %s: %s", path, folder, error)
         return source
+
+
+def open_source(path: str):
+    """A `.gguf` file's tensors (from their disk cache after the first load), or a
+    SafetensorsSource for a HF folder."""
+    if os.path.isfile(path) and path.endswith(".gguf"):
+        return open_gguf(path)
+    if os.path.isdir(path):
+        return SafetensorsSource(path)
+    raise FileNotFoundError(f"{path!r} is neither a .gguf file nor a HF model folder")

@@ -2,7 +2,7 @@
 
 Every decoder block's parameters are stacked on a leading `layers` axis and the blocks run under one
 `jax.lax.scan`, so compile time is flat in depth (MaxText's `scan_layers`). Every parameter carries
-logical axis names in its `out_sharding` metadata; `rltf_jax.sharding` maps them to mesh axes.
+logical axis names in its `out_sharding` metadata; `rltf_jax.parallel.mesh` maps them to mesh axes.
 
 Numerics: parameters are stored in `config.param_dtype`, activations run in `config.dtype`, every
 matmul accumulates in float32 (`preferred_element_type`), norms, softmax and RoPE run in float32 and
@@ -23,8 +23,7 @@ from rltf_jax.models.attention import cached_attention, causal_attention
 from rltf_jax.models.config import ModelConfig
 from rltf_jax.models.matmul import matmul_f32, matmul_transposed_f32, stash, unstash
 
-
-# Logical axis names (mapped to mesh axes by rltf_jax.sharding.LOGICAL_AXIS_RULES).
+# Logical axis names (mapped to mesh axes by rltf_jax.parallel.mesh.LOGICAL_AXIS_RULES).
 LAYER_PARAM_AXES = {
     "attn_norm": ("layers", "norm"),
     "wq": ("layers", "embed", "q_heads"),

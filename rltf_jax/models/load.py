@@ -10,10 +10,11 @@ from typing import Any
 
 from rltf_jax.models import registry
 from rltf_jax.models.config import ModelConfig, resolve_dtype
+from rltf_jax.models.gguf_cache import open_source
 from rltf_jax.models.llama import CausalLM
-from rltf_jax.models.loading import load_weights, random_model
+from rltf_jax.models.params import load_weights, random_model
 from rltf_jax.models.tokenizer import load_tokenizer
-from rltf_jax.models.weight_sources import open_source
+from rltf_jax.parallel.mesh import param_sharding_fn, shard_model
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,6 @@ def load_model(name_or_path: str, *, dtype: str = "float32", param_dtype: str = 
         config = config.replace(dtype=dtype, param_dtype=param_dtype, remat=remat)
         model = random_model(config, seed)
         if mesh is not None:
-            from rltf_jax.sharding import shard_model
 
             shard_model(model, mesh)
         tokenizer = load_tokenizer(registry.tiny_tokenizer_source())
@@ -64,7 +64,6 @@ def load_model(name_or_path: str, *, dtype: str = "float32", param_dtype: str = 
     config = source.config().replace(dtype=dtype, param_dtype=param_dtype)
     shardings = None
     if mesh is not None:
-        from rltf_jax.sharding import param_sharding_fn
 
         shardings = param_sharding_fn(mesh)
     model = load_weights(config, source, shardings)

@@ -21,7 +21,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from rltf_jax.cache_dir import cache_dir
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from rltf_jax.kernels.cache_dir import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +45,13 @@ def _read_cached(folder: Path):
     """The tokenizer saved in `folder`; a plain fast tokenizer without importing AutoTokenizer."""
     config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     if config.get("tokenizer_class") in _PLAIN_FAST_CLASSES:
-        from transformers import PreTrainedTokenizerFast
 
         return PreTrainedTokenizerFast.from_pretrained(str(folder))
-    from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(folder))
 
 
 def _convert_gguf(path: str):
-    from transformers import AutoTokenizer
 
     folder, fname = os.path.split(os.path.abspath(path))
     return AutoTokenizer.from_pretrained(folder, gguf_file=fname)
@@ -91,7 +90,6 @@ def load_tokenizer(path: str):
         if not any(os.path.exists(os.path.join(path, f)) for f in _TOKENIZER_FILES):
             log.warning("%s has no tokenizer files; LoadedModel.tokenizer is None", path)
             return None
-        from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(path)
     raise FileNotFoundError(f"no tokenizer at {path!r}")

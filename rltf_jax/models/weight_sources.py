@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import numpy as np
+from safetensors import safe_open
 
 from rltf_jax.models.config import ModelConfig
 
@@ -29,7 +30,6 @@ class SafetensorsSource:
     """A local HF folder: config.json + model.safetensors or a sharded model.safetensors.index.json."""
 
     def __init__(self, folder: str):
-        from safetensors import safe_open
 
         self.folder = folder
         config_path = os.path.join(folder, "config.json")
@@ -208,15 +208,3 @@ class GGUFSource:
     def read(self, hf_name: str, index: tuple[slice, ...] | None = None) -> np.ndarray:
         arr = self._dequantized(hf_name)
         return arr[index] if index else arr
-
-
-def open_source(path: str):
-    """A `.gguf` file's tensors (from their disk cache after the first load: gguf_cache.py), or a
-    SafetensorsSource for a HF folder."""
-    if os.path.isfile(path) and path.endswith(".gguf"):
-        from rltf_jax.models.gguf_cache import open_gguf
-
-        return open_gguf(path)
-    if os.path.isdir(path):
-        return SafetensorsSource(path)
-    raise FileNotFoundError(f"{path!r} is neither a .gguf file nor a HF model folder")

@@ -31,9 +31,9 @@ from typing import Sequence
 
 import numpy as np
 
+from rltf_jax.rewards.config import FINE_GRAINED_SCALINGS
 from rltf_jax.rewards.error_class import classify_error
 from rltf_jax.rewards.token_rewards import fine_grained_token_mask
-from rltf_jax.rewards.config import FINE_GRAINED_SCALINGS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from rltf_jax.rewards.config import RewardConfig
-from rltf_jax.rewards.error_class import GLOBAL, LINE, ERROR_CLASSES, ErrorLocation, classify_error
+from rltf_jax.rewards.error_class import ERROR_CLASSES, GLOBAL, LINE, ErrorLocation, classify_error
 from rltf_jax.rewards.outcome import NO_CODE, adaptive_reward, check_verdict, coarse_reward
 from rltf_jax.rewards.token_offsets import span_token_mask, token_char_offsets
 

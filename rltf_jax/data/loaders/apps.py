@@ -11,7 +11,7 @@ competition. Splits: "train" / "test" (5,000 each); ids restart in each split, s
 APPS's own harness runs every program after a block of imports (typing, collections, math, ...)
 and its reference solutions rely on it (``List[int]`` without an import). So reference solutions
 get `APPS_IMPORT_HEADER` prepended, and call-based starter code gets ``from typing import *``
-(which `rltf_jax.prompts.extract_code` carries over into the model's program as its prefix).
+(which `rltf_jax.env.prompts.extract_code` carries over into the model's program as its prefix).
 """
 
 from __future__ import annotations

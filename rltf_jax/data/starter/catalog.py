@@ -9,7 +9,8 @@ docs/data.md): ``easy`` families it solved every time, ``medium`` sometimes, ``h
 from __future__ import annotations
 
 from rltf_jax.data.starter.families import DEFAULT_VARIANTS, FAMILIES, TOPICS, VARIANTS, Family
-from rltf_jax.data.starter.families_call import CALL_FAMILIES, WORD_LEVEL as CALL_WORD_LEVEL
+from rltf_jax.data.starter.families_call import CALL_FAMILIES
+from rltf_jax.data.starter.families_call import WORD_LEVEL as CALL_WORD_LEVEL
 from rltf_jax.data.starter.families_stdio import STDIO_FAMILIES
 
 ALL_FAMILIES: tuple[Family, ...] = FAMILIES + CALL_FAMILIES + STDIO_FAMILIES

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from rltf_jax.data.starter.families import (WORDS, Family, _ints, _lists, _naturals, _pairs,
-                                            _sentences, _strings)
+from rltf_jax.data.starter.families import WORDS, Family, _ints, _lists, _naturals, _pairs, _sentences, _strings
 
 
 def _f(key, topic, names, params, requests, body, inputs, ks=(None,)):
