@@ -1,4 +1,4 @@
-"""The learning experiment (issue 5): does unit-test feedback make SmolLM2-135M-Instruct write better code?
+"""The learning experiment: does unit-test feedback make SmolLM2-135M-Instruct write better code?
 
 For each arm of RLTF's reward ablation, train from the base policy on `starter:train` for the
 config's time budget (configs/learning.py: 60 minutes, evaluation excluded) and measure greedy pass@1

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rltf_jax import ppo
+from rltf_jax.ppo import update as ppo_update_step
 from rltf_jax.models import llama
 from rltf_jax.models.load import load_model
 from rltf_jax.models.registry import smollm2_gguf_path
@@ -117,7 +118,7 @@ def bench_jax(dtype: str, batch: int, seq: int, steps: int, model: str = "smollm
     mb = jax.tree.map(lambda x: x[None], mb)  # one minibatch of one microbatch: [accum=1, B, ...]
     optimizer = ppo.make_optimizer(config)
     kl_coef = state.kl_coef
-    train_step = jax.jit(lambda carry, m: ppo._minibatch_step(defs, config, optimizer, kl_coef, carry, (m,)),
+    train_step = jax.jit(lambda carry, m: ppo_update_step._minibatch_step(defs, config, optimizer, kl_coef, carry, (m,)),
                          donate_argnums=(0,))
     carry = ({"policy": state.policy, "value": state.value}, state.opt_state)
     carry, sums = train_step(carry, mb)

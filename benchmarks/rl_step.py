@@ -1,7 +1,7 @@
 """One online RL step on the default config, broken into generate / execute / score / update /
 checkpoint seconds, with sandbox execution serial vs overlapped with the next generation.
 
-Target (issue 4): overlapped step time ≤ 1.15 × (generate + update), i.e. execution hidden.
+Target: overlapped step time ≤ 1.15 × (generate + update), i.e. execution hidden.
 
     python benchmarks/rl_step.py [--steps 4] [--config configs/default.py] [--set key=value ...]
 

@@ -1,8 +1,8 @@
-"""The top-p draw of a flat row: the sort-free nucleus (token_sampling._threshold_nucleus) vs a full sort.
+"""The top-p draw of a flat row: the sort-free nucleus (rltf_jax/sampling/token_draw.py `_threshold_nucleus`) vs a full sort.
 
 A row whose 64 largest logits hold less than top_p of the mass (a random model; a small model at
-T = 1) cannot take the candidates' fast path. Before session 14 such rows sorted the whole
-vocabulary (`jnp.argsort`, 49,152 entries, single-threaded on XLA:CPU); now two bisections find the
+T = 1) cannot take the candidates' fast path. The baseline sorts the whole vocabulary
+(`jnp.argsort`, 49,152 entries, single-threaded on XLA:CPU); the sampler's two bisections find the
 nucleus and the drawn token. Both arms draw from the same logits with the same uniforms, are
 compared token by token, and are timed in turns (median of `--repeats`). On rows this flat each
 token holds ~2e-5 of the mass, about the float32 rounding of a 49k-term sum, so the two can differ

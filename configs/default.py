@@ -8,6 +8,11 @@ held-out pass@1 again. Every field can be overridden on the command line, e.g.
 
 import ml_collections
 
+from rltf_jax.ppo.types import PPOConfig
+from rltf_jax.rewards.config import RewardConfig
+from rltf_jax.rewards.rlef import RLEFRewardConfig
+from rltf_jax.run.config_files import dataclass_block
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -63,7 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
     # neither run nor trained on, and is most of its tokens (and of its truncations).
     config.rollout.stop_after_code_block = True
     # Generation dtype. Rollouts and held-out evaluation decode with bf16 weights (decoding is
-    # memory-bound: ~2x faster); PPO recomputes log-probabilities with the float32 parameters.
+    # memory-bound, so halving the weight bytes nearly halves a step); PPO recomputes log-probabilities with the float32 parameters.
     config.rollout.dtype = "bfloat16"
     # Execute step t's programs while step t+1's are generated. The next rollout then comes from
     # the policy before step t's update (one update stale), as RLTF's asynchronous generators were.
@@ -77,67 +82,39 @@ def get_config() -> ml_collections.ConfigDict:
     config.sandbox.memory_mb = 1024
     config.sandbox.max_retries = 4
 
-    # RLTF's rewards (rltf_jax.rewards.RewardConfig).
-    config.rewards = ml_collections.ConfigDict()
-    config.rewards.syntax_error = -1.0
-    config.rewards.runtime_error = -0.6
-    config.rewards.failed_tests = -0.3
-    config.rewards.passed = 1.0
-    config.rewards.adaptive = True
-    config.rewards.fine_grained = True
-    config.rewards.fine_grained_penalty = -0.3
-    # per_token: each blamed token gets the full -0.3 (RLTF's code). With the critic-free GRPO below
-    # the penalty is added to those tokens' advantages directly, so its per-token size is what counts.
-    config.rewards.fine_grained_scaling = "per_token"
+    # RLTF's rewards: RewardConfig's values (rltf_jax/rewards/config.py documents each field), with
+    # per_token scaling: each blamed token gets the full -0.3, as in RLTF's code. With the
+    # critic-free GRPO below the penalty is added to those tokens' advantages directly, so its
+    # per-token size is what counts.
+    config.rewards = dataclass_block(RewardConfig, fine_grained_scaling="per_token")
 
-    # The PPO update (rltf_jax.ppo.update.PPOConfig; the field names are its own).
-    config.ppo = ml_collections.ConfigDict()
-    # gae (needs a value model) | grpo | rloo | greedy (the reward of each problem's greedy decode as
-    # baseline: CodeRL / RLTF, configs/rltf_paper.py) | turn (RLEF)
-    config.ppo.advantage = "grpo"
-    config.ppo.policy_loss = "clip"         # clip (PPO) | pg (plain -A log π, one pass: CodeRL / RLTF)
-    config.ppo.normalize_advantages = True  # whiten advantages over the batch's response tokens
-    config.ppo.lr = 1e-5                    # measured: +28 points held-out in 45 steps (docs/benchmarks.md)
-    # The value head's / critic's learning rate (None: ppo.lr). Used by gae and turn advantages only.
-    config.ppo.value_lr = ml_collections.config_dict.placeholder(float)
-    config.ppo.warmup_steps = 2
-    config.ppo.weight_decay = 0.0
-    config.ppo.max_grad_norm = 1.0
-    config.ppo.epochs = 1
-    config.ppo.num_minibatches = 1
-    config.ppo.grad_accum = 4               # microbatches per optimizer step (memory)
-    config.ppo.clip_eps = 0.2
-    config.ppo.value_clip = 0.2
-    config.ppo.vf_coef = 0.1
-    config.ppo.ent_coef = 0.0
-    config.ppo.gamma = 1.0
-    config.ppo.lam = 0.95
-    config.ppo.kl_coef = 0.02
-    config.ppo.kl_estimator = "k3"          # k1 | k2 | k3
-    config.ppo.kl_mode = "reward"           # reward (β·KL in the per-token reward) | loss
-    config.ppo.kl_form = "token"            # token | turn_mean (RLEF: per-reply mean log-ratio)
-    config.ppo.adaptive_kl = False
-    config.ppo.kl_target = 6.0
-    # float32 | bfloat16: the update's matmuls in bf16 with f32 accumulation, params and AdamW in f32
-    # (on this CPU the update is most of a step; docs/benchmarks.md has the measured speed-up).
-    config.ppo.compute_dtype = "bfloat16"
-    config.ppo.value_mode = "shared"        # shared (head on the policy's hidden) | separate
-    # Rows sorted by length into this many groups, each padded to its own longest row (the update's
-    # forward/backward per group; advantages over all rows): rltf_jax/length_groups.py. 1 = off.
-    config.ppo.length_groups = 2
+    # The PPO update: PPOConfig's defaults (rltf_jax/ppo/types.py documents each field), changed
+    # where this run differs. `temperature` is not here: the update scores tokens at the sampler's
+    # temperature, config.rollout.temperature.
+    config.ppo = dataclass_block(
+        PPOConfig, exclude=("temperature",),
+        # critic-free: K samples per problem are their own baseline (no value head to train first)
+        advantage="grpo",
+        # a 135M policy moves little at 1e-6 in a 15-minute run; 1e-5 learns without collapsing
+        # (docs/benchmarks.md, the learning experiment)
+        lr=1e-5,
+        warmup_steps=2,
+        grad_accum=4,               # microbatches per optimizer step (memory)
+        kl_coef=0.02,
+        kl_estimator="k3",          # unbiased and never negative (Schulman's k3)
+        # matmuls in bf16 with f32 accumulation, params and AdamW in f32: on a CPU the update is
+        # most of a step (docs/benchmarks.md has the measured speed-up)
+        compute_dtype="bfloat16",
+        # rows sorted by length into two groups, each padded to its own longest row
+        # (rltf_jax/ppo/length_groups.py)
+        length_groups=2)
 
-    # RLEF episodes (config.method = "rlef"; rltf_jax.rollout.episodes, rltf_jax.rewards.rlef).
+    # RLEF episodes (config.method = "rlef"; rltf_jax.rollout.episodes). Rewards: RLEFRewardConfig's
+    # values (rltf_jax/rewards/rlef.py), per_token fine-grained scaling as above when it is turned on.
     config.rlef = ml_collections.ConfigDict()
     config.rlef.max_turns = 3
-    config.rlef.reuse_kv_cache = True  # turn k+1 prefills only the new tokens (conversation_cache)
-    config.rlef.rewards = ml_collections.ConfigDict()
-    config.rlef.rewards.passed = 1.0
-    config.rlef.rewards.failed = -1.0
-    config.rlef.rewards.no_code = -0.2
-    config.rlef.rewards.repeated_code = 0.0   # per reply resubmitting the failed program (0: RLEF's rules)
-    config.rlef.rewards.fine_grained = False  # RLTF's per-line penalties on every turn's code too
-    config.rlef.rewards.fine_grained_penalty = -0.3
-    config.rlef.rewards.fine_grained_scaling = "per_token"
+    config.rlef.reuse_kv_cache = True  # turn k+1 prefills only the new tokens (sampling/conversation_cache.py)
+    config.rlef.rewards = dataclass_block(RLEFRewardConfig, fine_grained_scaling="per_token")
 
     # Replay of recent samples (RLTF kept a FIFO of 6,400 generated programs).
     config.buffer = ml_collections.ConfigDict()

@@ -13,14 +13,14 @@ def get_config():
     config.rlef.max_turns = 3
     config.ppo.kl_coef = 0.05
     config.ppo.advantage = "turn"
-    # The per-turn value head starts at zero; at the policy's lr (1e-5) it would barely move in a
-    # CPU-sized run. Critics usually learn ~10x faster than the policy (OpenRLHF: 18x).
+    # The per-turn value head starts at zero; at the policy's lr it would barely move in a CPU-sized
+    # run. Critics usually learn an order of magnitude faster than the policy (OpenRLHF's defaults).
     config.ppo.value_lr = 1e-4
     config.ppo.kl_form = "token"        # or "turn_mean": RLEF's geometric-mean ratio per reply
-    # Episodes of 1 and of 3 replies differ ~4x in length: run the update's model passes on two
-    # groups of rows sorted by length (the same update, 1.5x faster: docs/benchmarks.md).
+    # Episodes of 1 and of 3 replies differ several-fold in length: run the update's model passes on
+    # two groups of rows sorted by length (the same update, faster: docs/benchmarks.md, RLEF).
     config.ppo.length_groups = 2
-    # The update in bfloat16 (float32 parameters and optimizer): 216 s against 339 s in float32 for
-    # the first step (32 episodes, same gradient norm to 4 digits; docs/benchmarks.md, session 16).
+    # The update in bfloat16 (float32 parameters and optimizer); its speed and its agreement with the
+    # float32 update are in docs/benchmarks.md, RLEF.
     config.ppo.compute_dtype = "bfloat16"
     return config

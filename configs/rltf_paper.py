@@ -19,7 +19,7 @@ What differs, and why:
 - on-policy: they trained on draws from a FIFO of 6,400 generated programs refreshed every 50
   steps (stale by up to ~10 minutes of generation); here every update uses the step's own samples
   (`buffer.replay_samples` can mix older ones in, without an importance ratio);
-- sampling and step size stay the default's (T = 0.7, 4 samples per problem, lr 1e-5), measured
+- sampling and step size stay the default's (T = 0.7, 4 samples per problem, lr 1e-5), chosen
   for this 135M chat model; theirs were T = 1.0, 20 samples, lr 2e-6 for CodeT5-770M.
 """
 

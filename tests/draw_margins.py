@@ -1,5 +1,5 @@
-"""Which sampled tokens two float32 sampler programs must agree on, from the arithmetic (issue 32,
-docs/testing.md).
+"""Which sampled tokens two float32 sampler programs must agree on, from the arithmetic
+(docs/testing.md).
 
 Two sampler programs (one cache buffer vs segments, whole batch vs row chunks, a fused kernel vs XLA,
 a kept cache vs a full prefill) compute each step's logits with different rounding. Each is within

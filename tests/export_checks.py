@@ -102,5 +102,9 @@ def assert_same_params(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-def run_export(*args):
-    return export_main([str(a) for a in args])
+def run_export(*args) -> int:
+    """The exit status of `python -m rltf_jax.export ARGS` (0, or 2 for a user's mistake)."""
+    try:
+        return export_main([str(a) for a in args])
+    except SystemExit as exit_:
+        return exit_.code

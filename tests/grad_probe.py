@@ -1,5 +1,5 @@
 """The gradient a PPO update computes, and a bound on how far two float32 programs' gradients may differ
-(issue 32, docs/testing.md).
+(docs/testing.md).
 
 Comparing the weights after AdamW between two differently ordered float32 programs (length groups vs
 one padded batch, grad_accum 4 vs 1, a mesh vs one device) is a coin toss on the weights whose gradient
@@ -55,7 +55,7 @@ def record_gradients(monkeypatch, defs, config, state, batch, mesh=None):
     """(sum of the gradients of every optimizer step, metrics) of `ppo.make_update` on `batch`, with an
     optimizer that does not move the weights (so every step's gradient is at the initial weights)."""
     rec = recorder()
-    monkeypatch.setattr(ppo, "make_optimizer", lambda config: rec)
+    monkeypatch.setattr(ppo_update_step, "make_optimizer", lambda config: rec)
     state = state._replace(opt_state=rec.init({"policy": state.policy, "value": state.value}))
     kwargs = {} if mesh is None else {"mesh": mesh, "state": state}
     new_state, metrics = ppo.make_update(defs, config, **kwargs)(state, batch)

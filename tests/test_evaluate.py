@@ -57,7 +57,7 @@ def test_score_rejects_empty_and_oversized_k():
         score([_problem(0, "easy")], [["pass"]], ks=(5,))
 
 
-def test_cli_arguments():
+def test_cli_arguments(capsys):
     args = build_parser().parse_args(["--model", "m", "--dataset", "starter:heldout", "--k", "10,1,5"])
     assert args.k == [1, 5, 10] and args.num_samples == 1
     with pytest.raises(SystemExit):
@@ -66,12 +66,14 @@ def test_cli_arguments():
         build_parser().parse_args(["--model", "m", "--checkpoint", "c", "--dataset", "humaneval"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--model", "m", "--dataset", "humaneval", "--k", "0,x"])
-    with pytest.raises(SystemExit, match="--turns"):
-        main(["--model", "m", "--dataset", "humaneval", "--turns", "0"])
-    with pytest.raises(SystemExit, match="--turns"):
-        main(["--solutions", "--dataset", "humaneval", "--turns", "2"])
-    with pytest.raises(ValueError, match="unknown dataset"):
-        main(["--solutions", "--dataset", "nope"])
+    capsys.readouterr()  # the argparse errors above
+    for argv in (["--model", "m", "--dataset", "humaneval", "--turns", "0"],
+                 ["--solutions", "--dataset", "humaneval", "--turns", "2"]):
+        with pytest.raises(SystemExit) as exit_:  # a user's mistake: one line, exit status 2
+            main(argv)
+        assert exit_.value.code == 2 and capsys.readouterr().err.splitlines()[-1].startswith("error: --turns")
+    with pytest.raises(ValueError, match="unknown dataset"):  # --debug: the exception itself
+        main(["--solutions", "--dataset", "nope", "--debug"])
 
 
 @pytest.fixture(scope="module")

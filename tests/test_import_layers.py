@@ -36,6 +36,7 @@ LAZY_ALLOWED = {
     "gguf": "reading or writing GGUF files only",
     "tensorboardX": "only when TensorBoard logging is on",
     "huggingface_hub": "hub ids and sharded safetensors export only",
+    "transformers": "AutoTokenizer pulls in torch (~3 s): only for a tokenizer not yet cached",
     "torch": "never by the package; benchmarks and tests only",
 }
 

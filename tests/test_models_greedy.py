@@ -2,7 +2,7 @@
 
 transformers' path is computed in float64 (teacher-forced on our tokens): two float32 implementations
 pick the same argmax only where no step is a rounding call, and which steps are depends on the CPU's
-kernels (issue 32). So each step's float64 top-1 margin is compared with the float32 error bounds of
+kernels. So each step's float64 top-1 margin is compared with the float32 error bounds of
 the logits (fp_bounds.logit_error_bound): where it exceeds them, our float32 sampler must have picked
 the float64 argmax (equality that follows from the arithmetic, on any CPU); at a rounding call it may
 pick any token whose logit is within the bounds of the top one, and the check goes on along its own

@@ -34,7 +34,7 @@ def test_gguf_quant_types_load_like_transformers(tmp_path):
     ours = np.asarray(model(jnp.asarray(tokens), jnp.asarray(positions), jnp.ones((2, 11), bool))[0])
     # The reference: transformers on the same dequantized weights in float64. Ours (float32) must sit
     # within float32 rounding of it (fp_bounds.logit_error_bound, docs/testing.md); a bound on ours vs
-    # transformers' float32 would be on the sum of two CPU-dependent rounding errors (issue 32).
+    # transformers' float32 would be on the sum of two CPU-dependent rounding errors.
     hf = hf.double()
     with torch.no_grad():
         out = hf(input_ids=torch.tensor(tokens), output_hidden_states=True)

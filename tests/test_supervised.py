@@ -13,7 +13,8 @@ from rltf_jax.data import load_problems
 from rltf_jax.run.metrics import read_metrics
 from rltf_jax.models import load_model
 from rltf_jax.ppo import PPOConfig, init_train_state
-from rltf_jax.rollout.supervised import make_supervised_update, solution_reply, supervised_batch
+from rltf_jax.ppo.supervised_update import make_supervised_update
+from rltf_jax.rollout.supervised import solution_reply, supervised_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 import jax
 
+from rltf_jax.cli.errors import UsageError, report_user_errors
 from rltf_jax.data import load_problems
 from rltf_jax.env.sandbox_client import SandboxClient, local_sandbox
 from rltf_jax.evaluation.harness_samples import write_samples
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="chat: generate past the first closed ``` block (default: stop there)")
     parser.add_argument("--dtype", default=None, help="generation dtype, e.g. bfloat16 (default: float32)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
@@ -90,20 +92,25 @@ def _with_client(url: str | None, body: Callable):
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
+    """Runs the evaluation; a user's mistake prints ``error: ...`` and exits 2 (``--debug``: traceback)."""
     args = build_parser().parse_args(argv)
+    return report_user_errors(lambda: evaluate(args), debug=args.debug)
+
+
+def evaluate(args: argparse.Namespace) -> dict:
     if args.turns < 1:
-        raise SystemExit("--turns must be >= 1")
+        raise UsageError("--turns must be >= 1")
     if args.turns > 1 and args.solutions:
-        raise SystemExit("--turns applies to a model, not to --solutions")
+        raise UsageError("--turns applies to a model, not to --solutions")
     if args.turns > 1 and args.samples_out:
-        raise SystemExit("--samples-out writes single-turn samples; it does not apply to --turns > 1")
+        raise UsageError("--samples-out writes single-turn samples; it does not apply to --turns > 1")
     if args.num_samples < 1:
-        raise SystemExit("--num-samples must be >= 1")
+        raise UsageError("--num-samples must be >= 1")
     problems = load_problems(args.dataset)
     if args.limit:
         problems = problems[:args.limit]
     if not problems:
-        raise SystemExit(f"dataset {args.dataset!r} has no problems")
+        raise UsageError(f"dataset {args.dataset!r} has no problems")
     limits = {"timeout_s": args.timeout_s} if args.timeout_s else None
     progress = not args.no_progress
     samples: list | None = [] if args.samples_out else None
@@ -142,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 def _evaluate_turns(args, sampler, client, problems, temperature: float, limits: dict | None) -> dict:
     if args.style != "chat":
-        raise SystemExit("--turns > 1 needs --style chat (feedback is a chat turn)")
+        raise UsageError("--turns > 1 needs --style chat (feedback is a chat turn)")
     params = SamplingParams(args.max_new_tokens, temperature=temperature or 1.0, top_p=args.top_p,
                             greedy=temperature == 0.0, stop_after_code_block=not args.full_replies)
     config = EpisodeConfig(max_turns=args.turns, **({"limits": {**EpisodeConfig().limits, **limits}}

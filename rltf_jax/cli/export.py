@@ -24,10 +24,11 @@ import tempfile
 import time
 from typing import Sequence
 
+from rltf_jax.cli.errors import report_user_errors
 from rltf_jax.models import load_model, registry
 from rltf_jax.models.export_gguf import DTYPE_TO_GGUF, gguf_type, write_gguf
 from rltf_jax.models.export_hf import EXPORT_DTYPES, ExportError, export_dtype, write_hf_folder
-from rltf_jax.run.checkpoint import Checkpointer, CheckpointMismatchError
+from rltf_jax.run.checkpoint import Checkpointer
 from rltf_jax.run.policy_checkpoint import checkpoint_directory, load_policy
 
 GGUF_FILE = "model.gguf"
@@ -77,7 +78,6 @@ def tokenizer_gguf_of(name: str) -> str | None:
 def load_source(args):
     """The LoadedModel to export: a checkpoint's policy (`--checkpoint`) or a model (`--model`)."""
     if args.checkpoint:
-
         directory, step = checkpoint_step(args.checkpoint, args.step, args.best)
         return load_policy(directory, step=step), f"{directory} step {step}"
     if args.step is not None or args.best:
@@ -172,32 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(error).__name__
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-
     args = build_parser().parse_args(argv)
-    try:
-        if args.quant is not None and args.format == "gguf":
-
-            gguf_type(args.quant)  # refuse before loading anything
-        start = time.perf_counter()
-        loaded, what = load_source(args)
-        path = export(loaded, args.out, fmt=args.format, dtype=args.dtype, quant=args.quant,
-                      overwrite=args.overwrite, tokenizer_gguf=tokenizer_gguf_of(loaded.name))
-    except (ExportError, CheckpointMismatchError, FileNotFoundError, FileExistsError, ValueError) as error:
-        if args.debug:
-            raise
-        print(f"error: {_one_line(error)}", file=sys.stderr)
-        return 2
+    start = time.perf_counter()
+    path, what = report_user_errors(lambda: _export(args), debug=args.debug)
     print(f"exported {what} to {path} ({args.format}, {args.quant or args.dtype}) "
           f"in {time.perf_counter() - start:.1f} s; load it with transformers:")
     for line in transformers_lines(path):
         print("    " + line)
     return 0
+
+
+def _export(args: argparse.Namespace) -> tuple[str, str]:
+    if args.quant is not None and args.format == "gguf":
+        gguf_type(args.quant)  # refuse before loading anything
+    loaded, what = load_source(args)
+    path = export(loaded, args.out, fmt=args.format, dtype=args.dtype, quant=args.quant,
+                  overwrite=args.overwrite, tokenizer_gguf=tokenizer_gguf_of(loaded.name))
+    return path, what
 
 
 def run() -> None:

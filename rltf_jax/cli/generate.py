@@ -12,6 +12,7 @@ import time
 
 import jax
 
+from rltf_jax.cli.errors import report_user_errors
 from rltf_jax.models import load_model
 from rltf_jax.sampling import Sampler, SamplingParams
 
@@ -33,11 +34,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="parameter and compute dtype")
     p.add_argument("--verbose", action="store_true", help="log loading / compile times to stderr")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> str:
+    """Prints and returns the completion; a user's mistake prints ``error: ...`` and exits 2."""
     args = parse_args(argv)
+    return report_user_errors(lambda: generate(args), debug=args.debug)
+
+
+def generate(args: argparse.Namespace) -> str:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
     start = time.perf_counter()
     loaded = load_model(args.model, dtype=args.dtype, param_dtype=args.dtype)

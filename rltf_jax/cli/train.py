@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from rltf_jax.cli.errors import USER_ERRORS, one_line, report_user_errors
 from rltf_jax.run import setup as run_setup
 from rltf_jax.run.trainer import Trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, TensorBoard.")
 _RESUME = flags.DEFINE_bool("resume", True, "Continue from the workdir's latest checkpoint if it has one.")
+_DEBUG = flags.DEFINE_bool("debug", False, "Show the traceback of an error (a user's mistake is one line).")
 
 
 def main(config, workdir: str, *, resume: bool = True) -> dict:
@@ -39,13 +42,27 @@ def _cli(argv) -> None:
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required, e.g. --workdir runs/default")
     run_setup.configure_host()
-    summary = main(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
+    summary = report_user_errors(lambda: main(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value),
+                                 debug=_DEBUG.value)
     print(json.dumps(summary, sort_keys=True))
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad flag or config file (a missing file, a misspelt key, a value
+    of the wrong type) reported as ``error: ...`` and exit 2, like every other user's mistake."""
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, *USER_ERRORS) as error:  # AttributeError: a misspelt config key
+        if "--debug" in argv:
+            raise
+        what = "unknown config key " if isinstance(error, AttributeError) else ""
+        print(f"error: {what}{one_line(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run() -> None:
     """Console-script entry point (`rltf-train`)."""
-    app.run(_cli)
+    app.run(_cli, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

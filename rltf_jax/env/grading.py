@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from rltf_jax.data.problem import Problem
-from rltf_jax.env.requests import test_request
+from rltf_jax.env.requests import judge_request
 
 
 def grade_programs(client, problems: Sequence[Problem], programs: Sequence[Sequence[str | None]],
@@ -19,7 +19,7 @@ def grade_programs(client, problems: Sequence[Problem], programs: Sequence[Seque
     for p_index, (problem, progs) in enumerate(zip(problems, programs)):
         for s_index, program in enumerate(progs):
             if program is not None:
-                flat.append(test_request(problem, program, limits=limits, stop_on_first_failure=True))
+                flat.append(judge_request(problem, program, limits=limits, stop_on_first_failure=True))
                 where.append((p_index, s_index))
     verdicts = [["no_code"] * len(progs) for progs in programs]
     results = client.execute_batch(flat) if flat else []

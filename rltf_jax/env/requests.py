@@ -6,7 +6,7 @@ from rltf_jax.data.problem import Problem
 from rltf_jax.env.sandbox_client import ExecutionRequest
 
 
-def test_request(problem: Problem, program: str, *, tests: str = "all", limits: dict | None = None,
+def judge_request(problem: Problem, program: str, *, tests: str = "all", limits: dict | None = None,
                  stop_on_first_failure: bool = False) -> ExecutionRequest:
     """The request that judges ``program`` on ``problem``'s ``tests`` (``all`` | ``public`` | ``private``).
 

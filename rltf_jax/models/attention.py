@@ -6,17 +6,16 @@ XLA:CPU's fast dot (YNNPACK / oneDNN, AMX for bfloat16) takes operands laid out 
 batch axes first, lhs contracting its last axis, rhs [S, d] or [d, S]. Einsums over the model's
 natural `[B, T, heads, hd]` layout ("btkgd,bskd->bkgts") are batched dots whose operands must be
 transposed first, and XLA:CPU ran them (and their autodiff, which contracts leading axes) as slow
-generic loops: 28 ms forward and 56 ms forward+backward for one SmolLM2 layer at batch 8 × 256
-tokens in bfloat16. Here queries, keys and values are moved once into head-major layouts
+generic loops, several times slower than the canonical dots (docs/benchmarks.md, PPO update). Here queries, keys and values are moved once into head-major layouts
 (`[B·K, G·T, hd]` for queries: the G query heads sharing a key head are stacked as rows, so
 keys are never repeated) and the backward pass is written out (custom VJP) so that each of its four
 dots is canonical too; the two that need a transposed operand read one materialised where XLA
-cannot fold it back into the dot (`matmul.opaque_swap`). 7 ms forward, 35 ms with backward.
+cannot fold it back into the dot (`matmul.opaque_swap`).
 
 Softmax, masking and the softmax backward run in float32. The backward pass keeps only each
 query's max and log-sum-exp and recomputes the probabilities from the scores (one more score dot, as flash
-attention does): saving them cost 566 MB of [30, B·K, G·T, T] float32 per SmolLM2 training step,
-plus zero-filling and stacking that buffer across the layer scan.
+attention does): saving them would keep a [layers, B·K, G·T, T] float32 buffer per training step,
+zero-filled and stacked across the layer scan.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from rltf_jax.models.matmul import opaque_swap, stash, unstash
 MASK_VALUE = -1e30  # finite: a fully masked (padding) query row gets a uniform softmax, never NaN
 _CAUSAL_BLOCKS = 2
 
-# One batch axis (B·K): with two, XLA:CPU falls back to its slow loops again (measured).
+# One batch axis (B·K): with two, XLA:CPU falls back to its slow loops again.
 _SCORES = (((2,), (2,)), ((0,), (0,)))  # [N, M, d] · [N, S, d] -> [N, M, S]
 _MIX = (((2,), (1,)), ((0,), (0,)))     # [N, M, S] · [N, S, d] -> [N, M, d]
 

@@ -9,10 +9,10 @@ place and whose cache writes are in-place dynamic-update-slices. Numerically it 
 (`llama.decoder_block`); only the attention reads a cache. Keys and values are both stored
 `[B, K, S, hd]`, so writing a token's key is an in-place write of contiguous rows: with keys stored
 transposed (`[B, K, hd, S]`, which makes the score dot canonical) XLA:CPU rewrote the whole key
-buffer of every layer at every token (1.7 ms per layer at batch 64, measured with the profiler),
+buffer of every layer at every token,
 while the score dot contracting both minor axes costs the same as the canonical one. A step may
 attend over several cache buffers (`past`: the prompt's, finished decode segments) plus the one it
-writes, with one softmax over all their slots; see `sampling._generate` for why large caches are split.
+writes, with one softmax over all their slots; see `sampling.prefill_decode` for why large caches are split.
 """
 
 from __future__ import annotations
@@ -169,15 +169,7 @@ def forward_unrolled(config: ModelConfig, w: UnrolledWeights, tokens, positions,
             x, k, v = decoder_block(c, p, x, positions, self_mask, inv_freq)
             write(l, k, v)
         elif tiled:
-            def attend_fused(q, k, v, l=l):
-                hd = q.shape[-1]
-                q_scaled = (q[:, 0].astype(jnp.float32) * (hd ** -0.5)).astype(dt).astype(jnp.float32)
-                store = keys[l].dtype
-                out, keys[l], values[l] = _fused_decode_attention(
-                    mesh, q_scaled, k[:, 0].astype(store), v[:, 0].astype(store), keys[l], values[l],
-                    valid, idx, round_probs_bf16=jnp.dtype(dt) == jnp.bfloat16)
-                return out[:, None].astype(dt)
-
+            attend_fused = _fused_attend(keys, values, l, valid, idx, dt, mesh)
             x, _, _ = decoder_block(c, p, x, positions, self_mask, inv_freq, attend=attend_fused)
         else:
             def attend(q, k, v, l=l):
@@ -189,6 +181,21 @@ def forward_unrolled(config: ModelConfig, w: UnrolledWeights, tokens, positions,
             x, _, _ = decoder_block(c, p, x, positions, self_mask, inv_freq, attend=attend)
     hidden = rms_norm(x, w.final_norm, c.rms_norm_eps)
     return hidden, LayerCache(tuple(keys), tuple(values), valid, idx + t)
+
+
+def _fused_attend(keys: list, values: list, layer: int, valid, idx, dt, mesh):
+    """The `attend` of one decode step through the fused CPU kernel: it writes the token's key and
+    value into ``keys[layer]`` / ``values[layer]`` (replaced in the lists) and attends over the valid slots."""
+    def attend(q, k, v):
+        hd = q.shape[-1]
+        q_scaled = (q[:, 0].astype(jnp.float32) * (hd ** -0.5)).astype(dt).astype(jnp.float32)
+        store = keys[layer].dtype
+        out, keys[layer], values[layer] = _fused_decode_attention(
+            mesh, q_scaled, k[:, 0].astype(store), v[:, 0].astype(store), keys[layer], values[layer],
+            valid, idx, round_probs_bf16=jnp.dtype(dt) == jnp.bfloat16)
+        return out[:, None].astype(dt)
+
+    return attend
 
 
 def logits_unrolled(w: UnrolledWeights, hidden: jax.Array) -> jax.Array:

@@ -57,7 +57,6 @@ class CachedGGUFSource:
     (`config`, `has`, `shape`, `read` by HF tensor name, HF layout, float32)."""
 
     def __init__(self, folder: Path, gguf_path: str):
-
         self.path = gguf_path
         self.folder = folder
         fields = json.loads((folder / _CONFIG_FILE).read_text(encoding="utf-8"))

@@ -211,6 +211,35 @@ def decoder_block(config: ModelConfig, p: dict, x, positions, self_mask, inv_fre
     return x, k, v
 
 
+def _scan_with_cache(c: ModelConfig, params, x, positions, attention_mask, self_mask, inv_freq, cache: KVCache,
+                     cache_is_empty: bool):
+    """The layer scan of `CausalLM.hidden_states` with a cache: x [B, T, D] attends to the cache's valid
+    slots (none when ``cache_is_empty``) and its own causal tokens; the T new keys / values are written at
+    slots [cache.index, cache.index + T). Returns (x after the last block, the updated KVCache)."""
+    cache_mask = cache.valid[:, None, :]
+
+    def body(x, xs):
+        p, ck, cv = xs
+        x, k, v = decoder_block(c, p, x, positions, self_mask, inv_freq, ck, cv, cache_mask)
+        return x, (k, v)
+
+    def prefill_body(x, p):
+        x, k, v = decoder_block(c, p, x, positions, self_mask, inv_freq)
+        return x, (k, v)
+
+    if cache_is_empty:
+        x, (ks, vs) = jax.lax.scan(prefill_body, x, params)
+    else:
+        x, (ks, vs) = jax.lax.scan(body, x, (params, cache.k, cache.v))
+    start = (0, 0, 0, cache.index, 0)
+    ks, vs = ks.swapaxes(2, 3), vs.swapaxes(2, 3)  # [L, B, T, K, hd] -> [L, B, K, T, hd]
+    return x, KVCache(
+        k=jax.lax.dynamic_update_slice(cache.k, ks.astype(cache.k.dtype), start),
+        v=jax.lax.dynamic_update_slice(cache.v, vs.astype(cache.v.dtype), start),
+        valid=jax.lax.dynamic_update_slice(cache.valid, attention_mask, (0, cache.index)),
+        index=cache.index + x.shape[1])
+
+
 class CausalLM(nnx.Module):
     """Llama-family decoder-only LM: embed -> L scanned blocks -> final RMSNorm -> logits."""
 
@@ -267,28 +296,8 @@ class CausalLM(nnx.Module):
             x, _ = jax.lax.scan(body, x, params)
             new_cache = None
         else:
-            cache_mask = cache.valid[:, None, :]
-
-            def body(x, xs):
-                p, ck, cv = xs
-                x, k, v = decoder_block(c, p, x, positions, self_mask, inv_freq, ck, cv, cache_mask)
-                return x, (k, v)
-
-            def prefill_body(x, p):
-                x, k, v = decoder_block(c, p, x, positions, self_mask, inv_freq)
-                return x, (k, v)
-
-            if cache_is_empty:
-                x, (ks, vs) = jax.lax.scan(prefill_body, x, params)
-            else:
-                x, (ks, vs) = jax.lax.scan(body, x, (params, cache.k, cache.v))
-            start = (0, 0, 0, cache.index, 0)
-            ks, vs = ks.swapaxes(2, 3), vs.swapaxes(2, 3)  # [L, B, T, K, hd] -> [L, B, K, T, hd]
-            new_cache = KVCache(
-                k=jax.lax.dynamic_update_slice(cache.k, ks.astype(cache.k.dtype), start),
-                v=jax.lax.dynamic_update_slice(cache.v, vs.astype(cache.v.dtype), start),
-                valid=jax.lax.dynamic_update_slice(cache.valid, attention_mask, (0, cache.index)),
-                index=cache.index + t)
+            x, new_cache = _scan_with_cache(c, params, x, positions, attention_mask, self_mask, inv_freq, cache,
+                                            cache_is_empty)
         return rms_norm(x, self.final_norm[...], c.rms_norm_eps), new_cache
 
     def logits(self, hidden: jax.Array) -> jax.Array:

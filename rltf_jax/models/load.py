@@ -55,7 +55,6 @@ def load_model(name_or_path: str, *, dtype: str = "float32", param_dtype: str = 
         config = config.replace(dtype=dtype, param_dtype=param_dtype, remat=remat)
         model = random_model(config, seed)
         if mesh is not None:
-
             shard_model(model, mesh)
         tokenizer = load_tokenizer(registry.tiny_tokenizer_source())
         return LoadedModel(model, tokenizer, config, name_or_path)
@@ -64,7 +63,6 @@ def load_model(name_or_path: str, *, dtype: str = "float32", param_dtype: str = 
     config = source.config().replace(dtype=dtype, param_dtype=param_dtype)
     shardings = None
     if mesh is not None:
-
         shardings = param_sharding_fn(mesh)
     model = load_weights(config, source, shardings)
     tokenizer = load_tokenizer(path)

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from rltf_jax.kernels.cache_dir import cache_dir
 
@@ -45,15 +45,15 @@ def _read_cached(folder: Path):
     """The tokenizer saved in `folder`; a plain fast tokenizer without importing AutoTokenizer."""
     config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     if config.get("tokenizer_class") in _PLAIN_FAST_CLASSES:
-
         return PreTrainedTokenizerFast.from_pretrained(str(folder))
 
+    from transformers import AutoTokenizer  # pulls in torch (~3 s): only when needed
     return AutoTokenizer.from_pretrained(str(folder))
 
 
 def _convert_gguf(path: str):
-
     folder, fname = os.path.split(os.path.abspath(path))
+    from transformers import AutoTokenizer  # pulls in torch (~3 s): only when needed
     return AutoTokenizer.from_pretrained(folder, gguf_file=fname)
 
 
@@ -91,5 +91,6 @@ def load_tokenizer(path: str):
             log.warning("%s has no tokenizer files; LoadedModel.tokenizer is None", path)
             return None
 
+        from transformers import AutoTokenizer  # pulls in torch (~3 s): only when needed
         return AutoTokenizer.from_pretrained(path)
     raise FileNotFoundError(f"no tokenizer at {path!r}")

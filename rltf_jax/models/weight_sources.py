@@ -30,7 +30,6 @@ class SafetensorsSource:
     """A local HF folder: config.json + model.safetensors or a sharded model.safetensors.index.json."""
 
     def __init__(self, folder: str):
-
         self.folder = folder
         config_path = os.path.join(folder, "config.json")
         if not os.path.exists(config_path):

@@ -97,7 +97,7 @@ def train_state_shardings(state: TrainState, mesh) -> TrainState:
 
     def leaf_sharding(leaf):
         if isinstance(leaf, nnx.Variable):
-            return leaf.replace(sharding.logical_sharding(sharding._variable_axes(leaf), leaf.shape, mesh))
+            return leaf.replace(sharding.logical_sharding(sharding.variable_axes(leaf), leaf.shape, mesh))
         return NamedSharding(mesh, PartitionSpec())
 
     return jax.tree.map(leaf_sharding, state, is_leaf=lambda x: isinstance(x, nnx.Variable))

@@ -19,7 +19,7 @@ POLICY_LOSSES = ("clip", "pg")
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
-    """PPO hyperparameters (the lead's ml_collections `ppo` block maps onto this).
+    """PPO hyperparameters (a run config's `ppo` block maps onto this).
 
     advantage: "gae" (needs a value model) | "grpo" | "rloo" | "greedy" (critic-free; no value model is
       built; "greedy" subtracts the reward of each problem's greedy decode, PPOBatch.baselines).
@@ -37,8 +37,8 @@ class PPOConfig:
     grad_accum: microbatches per minibatch (gradients summed, then one optimizer step).
     lr, warmup_steps (linear from 0, counted in optimizer steps), weight_decay, b1, b2, max_grad_norm.
     value_lr: the value head's / critic's learning rate (None: `lr`). A zero-initialised head trained at
-      a policy's lr (1e-5 here) stays near 0 for hundreds of updates; critics usually learn ~10x faster
-      (OpenRLHF's defaults: 5e-7 actor, 9e-6 critic). With value_mode "shared" the value loss's
+      a policy's lr stays near 0 for hundreds of updates; critics usually learn an order of magnitude
+      faster than the policy (OpenRLHF's defaults). With value_mode "shared" the value loss's
       gradient on the shared backbone still moves it at `lr`.
     compute_dtype: "float32" | "bfloat16": params stay float32, the forward runs on params cast to this
       dtype (matmuls accumulate in float32; logits and losses are float32).

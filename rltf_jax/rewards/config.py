@@ -1,4 +1,4 @@
-"""Reward values and switches (the lead's ml_collections `reward` block maps onto this)."""
+"""Reward values and switches (a run config's `rewards` block maps onto this)."""
 
 from __future__ import annotations
 

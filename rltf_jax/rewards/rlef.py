@@ -38,7 +38,7 @@ from rltf_jax.rewards.token_rewards import fine_grained_token_mask
 
 @dataclasses.dataclass(frozen=True)
 class RLEFRewardConfig:
-    """RLEF reward values (the lead's ml_collections `rlef.rewards` block maps onto this).
+    """RLEF reward values (a run config's `rlef.rewards` block maps onto this).
 
     Attributes:
       passed: final reward when the last reply's code passes all private tests (+1).

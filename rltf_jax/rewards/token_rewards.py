@@ -71,6 +71,24 @@ def fine_grained_token_mask(location: ErrorLocation, extracted, tokenizer, ids: 
     return span_token_mask(offsets, start, end)
 
 
+def _response_lengths(results, extracted, truncated, response_tokens: np.ndarray,
+                      response_mask: np.ndarray) -> np.ndarray:
+    """[B] response lengths, after checking that every input has B rows and the mask is a non-empty
+    prefix of each row (right padding)."""
+    batch, length = response_tokens.shape
+    for name, seq in (("results", results), ("extracted", extracted), ("truncated", truncated)):
+        if len(seq) != batch:
+            raise ValueError(f"score_batch: len({name})={len(seq)} but response_tokens has {batch} rows")
+    if response_mask.shape != (batch, length):
+        raise ValueError(f"response_mask shape {response_mask.shape} != tokens shape {(batch, length)}")
+    lengths = response_mask.sum(axis=1)
+    if not np.array_equal(response_mask, np.arange(length)[None, :] < lengths[:, None]):
+        raise ValueError("response_mask must be True on a prefix of each row (right padding)")
+    if (lengths == 0).any():
+        raise ValueError(f"rows {np.flatnonzero(lengths == 0).tolist()} have no response tokens")
+    return lengths
+
+
 def score_batch(results: Sequence, extracted: Sequence, response_tokens: np.ndarray,
                 response_mask: np.ndarray, truncated: Sequence[bool], tokenizer,
                 config: RewardConfig = RewardConfig(),
@@ -93,19 +111,8 @@ def score_batch(results: Sequence, extracted: Sequence, response_tokens: np.ndar
       "fine_tokens" (int32, tokens penalised), "error_class" (int32 index into ERROR_CLASSES).
     """
     response_tokens = np.asarray(response_tokens)
-    response_mask = np.asarray(response_mask, bool)
     batch, length = response_tokens.shape
-    for name, seq in (("results", results), ("extracted", extracted), ("truncated", truncated)):
-        if len(seq) != batch:
-            raise ValueError(f"score_batch: len({name})={len(seq)} but response_tokens has {batch} rows")
-    if response_mask.shape != (batch, length):
-        raise ValueError(f"response_mask shape {response_mask.shape} != tokens shape {(batch, length)}")
-    lengths = response_mask.sum(axis=1)
-    if not np.array_equal(response_mask, np.arange(length)[None, :] < lengths[:, None]):
-        raise ValueError("response_mask must be True on a prefix of each row (right padding)")
-    if (lengths == 0).any():
-        raise ValueError(f"rows {np.flatnonzero(lengths == 0).tolist()} have no response tokens")
-
+    lengths = _response_lengths(results, extracted, truncated, response_tokens, np.asarray(response_mask, bool))
     token_rewards = np.zeros((batch, length), np.float32)
     parts = {k: np.zeros(batch, np.float32) for k in ("coarse", "adaptive", "outcome", "fine_grained")}
     parts["fine_tokens"] = np.zeros(batch, np.int32)

@@ -41,6 +41,7 @@ import numpy as np
 from rltf_jax.data.problem import Problem
 from rltf_jax.env.feedback import FeedbackConfig, feedback_message, probed_value, return_value_probe
 from rltf_jax.env.prompts import ExtractedCode, build_prompt, extract_code
+from rltf_jax.env.requests import judge_request
 from rltf_jax.env.sandbox_client import ExecutionRequest, ExecutionResult
 from rltf_jax.sampling import Rollout, SamplingParams
 
@@ -217,8 +218,7 @@ def environment_suffix_ids(tokenizer, previous_prompt: str, reply_text: str, pro
 
 
 def _public_request(problem: Problem, code: ExtractedCode, limits: dict) -> ExecutionRequest:
-    return ExecutionRequest(code=code.program, mode=problem.mode, tests=list(problem.tests("public")),
-                            fn_name=problem.fn_name, limits=dict(limits))
+    return judge_request(problem, code.program, tests="public", limits=limits)
 
 
 def _run_public_tests(client, episodes: Sequence[Episode], config: EpisodeConfig) -> list[dict]:
@@ -347,18 +347,7 @@ def run_episodes(source: ReplySource, tokenizer, client, problems: Sequence[Prob
             cache, cache_rows = rollout.cache, {e.row_id: row for row, e in enumerate(active)}
         for row, (episode, prompt) in enumerate(zip(active, prompts)):
             _record_turn(episode, prompt, rollout, row, params, stops, tokenizer)
-        returned = _run_public_tests(client, active, config)
-        waiting = []
-        for episode, values in zip(active, returned):
-            if _finished(episode, k, config):
-                continue
-            turn = episode.turns[-1]
-            turn.feedback = feedback_message(episode.problem, turn.extracted, turn.public_result,
-                                             returned=values, limits=config.limits,
-                                             config=config.feedback, tokenizer=tokenizer)
-            turn.feedback_from = episode.problem.id
-            pool.append((episode.problem.id, turn.feedback))
-            waiting.append(episode)
+        waiting = _give_feedback(active, _run_public_tests(client, active, config), k, config, tokenizer, pool)
         if config.feedback_mode == "random":
             _assign_random_feedback(waiting, pool, feedback_rng)
         active = waiting
@@ -366,12 +355,29 @@ def run_episodes(source: ReplySource, tokenizer, client, problems: Sequence[Prob
     return episodes
 
 
+def _give_feedback(active: Sequence[Episode], returned: Sequence[dict], turn_index: int, config: EpisodeConfig,
+                   tokenizer, pool: list[tuple[str, str]]) -> list[Episode]:
+    """Writes the feedback message on the last turn of every episode that goes on (appending it to
+    ``pool`` for random feedback); returns those episodes. ``returned``: each one's probed values."""
+    waiting = []
+    for episode, values in zip(active, returned):
+        if _finished(episode, turn_index, config):
+            continue
+        turn = episode.turns[-1]
+        turn.feedback = feedback_message(episode.problem, turn.extracted, turn.public_result,
+                                         returned=values, limits=config.limits,
+                                         config=config.feedback, tokenizer=tokenizer)
+        turn.feedback_from = episode.problem.id
+        pool.append((episode.problem.id, turn.feedback))
+        waiting.append(episode)
+    return waiting
+
+
 def _run_private_tests(client, episodes: Sequence[Episode], config: EpisodeConfig) -> None:
     """Grades each kept episode's final code on its private tests (one batch)."""
     rows = [e for e in episodes if not e.dropped and e.final_code is not None]
-    requests = [ExecutionRequest(code=e.final_code.program, mode=e.problem.mode,
-                                 tests=list(e.problem.tests("private")), fn_name=e.problem.fn_name,
-                                 limits=dict(config.limits)) for e in rows]
+    requests = [judge_request(e.problem, e.final_code.program, tests="private", limits=config.limits)
+                for e in rows]
     for episode, result in zip(rows, client.execute_batch(requests) if requests else []):
         episode.private_result = result
         if result.infra_error:

@@ -25,6 +25,7 @@ import numpy as np
 
 from rltf_jax.data.problem import Problem
 from rltf_jax.env.prompts import ExtractedCode, build_prompt, extract_code
+from rltf_jax.env.requests import judge_request
 from rltf_jax.env.sandbox_client import ExecutionRequest, ExecutionResult, SandboxClient
 from rltf_jax.rewards import RewardConfig
 from rltf_jax.rewards.token_rewards import reward_metrics, score_batch
@@ -120,8 +121,7 @@ def sample_programs(sampler, tokenizer, problems: Sequence[Problem], *, samples_
 
 def execution_request(problem: Problem, code: ExtractedCode, *, tests: str, limits: dict) -> ExecutionRequest:
     """The sandbox request that judges ``code`` on ``problem``'s tests (``all``/``public``/``private``)."""
-    return ExecutionRequest(code=code.program, mode=problem.mode, tests=list(problem.tests(tests)),
-                            fn_name=problem.fn_name, limits=dict(limits))
+    return judge_request(problem, code.program, tests=tests, limits=limits)
 
 
 def execute_programs(client: SandboxClient, programs: ProgramRollout, *, tests: str,

@@ -52,7 +52,6 @@ class MetricsLogger:
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
         self._tb = _summary_writer(os.path.join(workdir, "tensorboard"))
         if progress:
-
             self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
                              dynamic_ncols=True)
 

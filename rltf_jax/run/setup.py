@@ -79,10 +79,10 @@ def compile_stats() -> dict[str, float]:
 
 
 # XLA:CPU loads each kernel of a compiled program as its own object, three memory maps apiece (code,
-# read-only data, data): a bucket of the sampler holds ~550 maps, an RLEF update signature more. A
-# long run that keeps meeting new shapes crossed Linux's default vm.max_map_count (65,530) after
-# 94 compilations, and the next compile died with "LLVM compilation error: Cannot allocate memory"
-# and a segfault (docs/benchmarks.md, session 19). Past this fraction of the limit the trainer drops
+# read-only data, data): a bucket of the sampler holds hundreds of maps, an RLEF update signature more.
+# A long run that keeps meeting new shapes can cross Linux's default vm.max_map_count (65,530), and
+# the next compile then dies with "LLVM compilation error: Cannot allocate memory" and a segfault.
+# Past this fraction of the limit the trainer drops
 # every compiled program; the shapes still in use compile again (seconds each).
 MAP_FRACTION_TO_RELEASE = 0.5
 

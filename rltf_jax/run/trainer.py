@@ -20,7 +20,6 @@ import os
 import time
 
 import jax
-import numpy as np
 
 from rltf_jax.data import load_problems
 from rltf_jax.env.sandbox_client import SandboxClient, local_sandbox
@@ -38,12 +37,10 @@ from rltf_jax.ppo import (
     update_kl_coef,
 )
 from rltf_jax.ppo.length_groups import split_by_length
-from rltf_jax.rewards import RewardConfig
-from rltf_jax.rewards.rlef import RLEFRewardConfig
-from rltf_jax.rollout import episode_batch as rlef_batch
-from rltf_jax.rollout import single_turn as loop
-from rltf_jax.rollout.episodes import EpisodeConfig, run_episodes
-from rltf_jax.rollout.supervised import make_supervised_update, supervised_batch
+from rltf_jax.ppo.supervised_update import make_supervised_update
+from rltf_jax.rollout.methods import METHODS, RolloutContext, make_method
+from rltf_jax.rollout.single_turn import ProblemStream
+from rltf_jax.rollout.supervised import supervised_batch
 from rltf_jax.run import setup as run_setup
 from rltf_jax.run.checkpoint import Checkpointer, CheckpointOptions, abstract_like, model_identity
 from rltf_jax.run.control import TrainBudget, stop_on_sigint
@@ -52,7 +49,6 @@ from rltf_jax.sampling import Sampler, SamplingParams
 
 _LOG = logging.getLogger("rltf_jax.run.trainer")
 SUMMARY_KEYS = ("reward/outcome", "samples/pass_rate", "episodes/final_pass_rate", "kl/k3", "loss/policy")
-METHODS = ("rltf", "rlef", "supervised")  # supervised: RLTF's baseline, fine-tuning on reference solutions
 
 
 class Trainer:
@@ -86,14 +82,8 @@ class Trainer:
         self.tokenizer = self.loaded.tokenizer
         # The update scores tokens under the distribution they were sampled from: softmax(logits / T).
         self.ppo_config = PPOConfig(**{"temperature": config.rollout.temperature, **config.ppo.to_dict()})
-        self.reward_config = RewardConfig(**config.rewards.to_dict())
-        self.method = config.method
-        if self.method not in METHODS:
-            raise ValueError(f"config.method={self.method!r}; expected one of {METHODS}")
-        if self.method == "rlef":
-            self.rlef_rewards = RLEFRewardConfig(**config.rlef.rewards.to_dict())
-            if self.ppo_config.advantage == "greedy":
-                raise ValueError("ppo.advantage='greedy' needs single-turn rollouts (method='rltf')")
+        if config.method not in METHODS:
+            raise ValueError(f"config.method={config.method!r}; expected one of {tuple(METHODS)}")
         state, self.defs = init_train_state(self.loaded, self.ppo_config, seed=config.seed)
         self.state = jax.device_put(state, train_state_shardings(state, self.mesh))
         self.identity = model_identity(config.model.name, self.loaded.config)
@@ -111,8 +101,7 @@ class Trainer:
 
         self.train_problems = load_problems(config.data.train)
         self.heldout_problems = load_problems(config.data.heldout) if config.data.heldout else []
-        self.stream = loop.ProblemStream(self.train_problems, config.data.problems_per_step, config.seed)
-        self.buffer = loop.ReplayBuffer(config.buffer.size)
+        self.stream = ProblemStream(self.train_problems, config.data.problems_per_step, config.seed)
         self._check_multiprocess(config)
         # Each process samples its own share of a step on its own devices (rltf_jax/multihost.py).
         sampler_mesh = self.mesh if jax.process_count() == 1 else sharding.make_mesh(
@@ -121,10 +110,14 @@ class Trainer:
         self.sampler.set_weights(self.state.policy)
         self.update = make_update(self.defs, self.ppo_config, mesh=self.mesh, state=self.state)
         self.supervised_update = None
-        if self.method == "supervised" or config.supervised.every:
+        if config.method == "supervised" or config.supervised.every:
             self.supervised_update = make_supervised_update(self.defs, self.ppo_config, mesh=self.mesh,
                                                             state=self.state)
         self.client = self._sandbox_client()
+        self.rollouts = make_method(config.method, RolloutContext(
+            config=config, ppo_config=self.ppo_config, sampler=self.sampler, tokenizer=self.tokenizer,
+            client=self.client, params=self.sampling_params(), limits=self.limits, pad_id=self.pad_id,
+            stop_ids=self.loaded.config.eos_token_ids))
         self.logger = MetricsLogger(self.workdir, total_steps=config.total_steps, start_step=self.start_step,
                                     enabled=self.is_main, progress=config.log.progress)
         self._stack.callback(self.logger.close)
@@ -147,7 +140,7 @@ class Trainer:
         if config.buffer.replay_samples:
             raise ValueError("buffer.replay_samples > 0 is not supported in multi-process runs yet")
         multihost.process_share(range(config.data.problems_per_step))  # divisible by the process count
-        if (self.method == "supervised" or config.supervised.every) and config.supervised.batch_size % count:
+        if (config.method == "supervised" or config.supervised.every) and config.supervised.batch_size % count:
             raise ValueError(f"supervised.batch_size={config.supervised.batch_size} rows cannot be split "
                              f"evenly over {count} processes; make it a multiple of the process count")
 
@@ -182,37 +175,14 @@ class Trainer:
     def step_key(self, step: int) -> jax.Array:
         return jax.random.fold_in(jax.random.key(self.config.seed), step)
 
-    def generate(self, step: int) -> loop.ProgramRollout:
+    def generate(self, step: int):
+        """Step ``step``'s rollout (this process's share): its problems and key come from (seed, step)."""
         with self._timed("generate"):
-            return self._generate(step)
+            return self.rollouts.generate(step, self.stream.for_step(step), self.step_key(step))
 
-    def _generate(self, step: int):
-        if self.method == "supervised":  # nothing to sample: the step's problems and their solutions
-            return self.stream.for_step(step)
-        problems, first = multihost.process_share(self.stream.for_step(step))
-        if self.method == "rlef":  # episodes run their own public/private tests turn by turn
-            return run_episodes(
-                self.sampler, self.tokenizer, self.client, problems,
-                samples_per_problem=self.config.rollout.samples_per_problem, params=self.sampling_params(),
-                rng=self.step_key(step), config=EpisodeConfig(max_turns=self.config.rlef.max_turns,
-                                                              limits=self.limits,
-                                                              reuse_kv_cache=self.config.rlef.reuse_kv_cache),
-                stop_ids=self.loaded.config.eos_token_ids, first_problem=first)
-        return loop.sample_programs(
-            self.sampler, self.tokenizer, problems,
-            samples_per_problem=self.config.rollout.samples_per_problem, params=self.sampling_params(),
-            rng=self.step_key(step), prompt_style=self.config.data.prompt_style,
-            stop_ids=self.loaded.config.eos_token_ids, first_problem=first,
-            greedy_baseline=self.ppo_config.advantage == "greedy")
-
-    def execute(self, programs: loop.ProgramRollout):
+    def execute(self, rollout):
         with self._timed("execute"):
-            return self._execute(programs)
-
-    def _execute(self, programs: loop.ProgramRollout):
-        if self.method in ("rlef", "supervised"):
-            return None  # executed during the episodes / nothing to execute
-        return loop.execute_programs(self.client, programs, tests=self.config.data.tests, limits=self.limits)
+            return self.rollouts.execute(rollout)
 
     def evaluate_heldout(self, label: str) -> dict[str, float]:
         """Greedy pass@1 on the held-out problems (the first ``eval.max_problems`` if set)."""
@@ -250,54 +220,34 @@ class Trainer:
         return 60.0 * float(record.get("time/train_minutes", 0.0))
 
     # ---------------------------------------------------------------------------------- loop
-    def train_step(self, step: int, programs: loop.ProgramRollout, results) -> dict[str, float]:
-        """Scores one executed rollout and applies one PPO update; returns the step's metrics."""
+    def train_step(self, step: int, rollout, results) -> dict[str, float]:
+        """Turns one executed rollout into training input and applies the update; returns the step's metrics."""
         config = self.config
         score_started = time.perf_counter()
-        rows = config.data.problems_per_step * config.rollout.samples_per_problem
-        replayed = []
-        if self.method == "supervised":
-            metrics = self.supervised_step(programs)
+        data = self.rollouts.to_batch(step, rollout, results)
+        if data.ppo is None:  # a supervised step on the step's reference solutions
+            metrics = {**data.metrics, **self.supervised_step(data.supervised)}
             metrics["time/score_s"] = time.perf_counter() - score_started
             return metrics
-        if self.method == "rlef":
-            episodes = programs  # this process's share of the step's episodes
-            turns = rlef_batch.episode_batch(
-                episodes, batch_size=rows // jax.process_count(), pad_id=self.pad_id,
-                max_turns=config.rlef.max_turns, tokenizer=self.tokenizer, reward_config=self.rlef_rewards,
-                agree=multihost.agree_max)
-            batch = turns.ppo._replace(turn_ids=turns.turn_ids, value_positions=turns.value_positions)
-            metrics = rlef_batch.ratios_of(multihost.combine_sums(rlef_batch.episode_metric_sums(episodes)))
-        else:
-            samples, metrics = loop.score_rollout(programs, results, self.tokenizer, self.reward_config)
-            metrics = multihost.combine_metrics(metrics)
-            if config.buffer.replay_samples:
-                replayed = self.buffer.draw(config.buffer.replay_samples,
-                                            np.random.default_rng([config.seed, step]),
-                                            first_group_id=config.data.problems_per_step)
-            self.buffer.add(samples)
-            rows_here = rows // jax.process_count() + config.buffer.replay_samples
-            longest = max((len(s.prompt_tokens) + len(s.response_tokens) for s in samples + replayed), default=1)
-            batch = PPOBatch(**loop.ppo_batch(samples + replayed, batch_size=rows_here, pad_id=self.pad_id,
-                                              min_length=multihost.agree_max(longest)))
-        batch = self.length_grouped(batch)
+        metrics = data.metrics
+        batch = self.length_grouped(data.ppo)
         update_started = time.perf_counter()
         self.state, update_metrics = self.update(self.state, batch)
         update_metrics = jax.device_get(update_metrics)
         update_ended = time.perf_counter()
         if self.ppo_config.adaptive_kl:
+            rows = config.data.problems_per_step * config.rollout.samples_per_problem
             self.state = update_kl_coef(self.state, float(update_metrics["kl/seq_k1"]), rows,
                                         self.ppo_config)
         if config.supervised.every and (step + 1) % config.supervised.every == 0:
             # (a process's rollout holds its share only; the supervised batch is built from all)
-            problems = (list({p.id: p for p in getattr(programs, "problems", [])}.values())
+            problems = (list({p.id: p for p in getattr(rollout, "problems", [])}.values())
                         if jax.process_count() == 1 else []) or self.stream.for_step(step)
             update_metrics.update(self.supervised_step(problems, set_weights=False))
         self.sampler.set_weights(self.state.policy)
         metrics.update({k: float(v) for k, v in update_metrics.items()})
         metrics.update({"time/score_s": update_started - score_started,
-                        "time/update_s": update_ended - update_started,
-                        "samples/replayed": float(len(replayed))})
+                        "time/update_s": update_ended - update_started})
         return metrics
 
     def length_grouped(self, batch: PPOBatch):
@@ -331,6 +281,19 @@ class Trainer:
         pad = self.tokenizer.pad_token_id
         return int(pad if pad is not None else self.loaded.config.eos_token_ids[0])
 
+    def _close_step(self, metrics: dict, budget: TrainBudget, step_started: float) -> float:
+        """Adds the step's phase times, compile statistics and training minutes to ``metrics`` and
+        charges the step (held-out evaluation excluded) to ``budget``; returns the next step's start."""
+        now = time.perf_counter()
+        metrics.update(self._times, **run_setup.compile_stats(),
+                       **run_setup.release_compiled_code(self.config.get("release_compiled_code_at", 0.5)))
+        metrics["time/step_s"] = now - step_started
+        budget.add(now - step_started - self._times.get("time/eval_s", 0.0))
+        metrics["time/train_minutes"] = budget.minutes
+        self.history["train_seconds"] = budget.seconds  # a resumed run keeps its budget
+        self._times = {}
+        return now
+
     def run(self) -> dict:
         """Trains to ``config.total_steps``; the first Ctrl-C stops at the end of the current step
         with a checkpoint (a second one interrupts at once)."""
@@ -362,14 +325,7 @@ class Trainer:
                         budget_reached = True
                     else:
                         upcoming = self.generate(step)
-                now = time.perf_counter()
-                metrics.update(self._times, **run_setup.compile_stats(), 
-                               **run_setup.release_compiled_code(config.get("release_compiled_code_at", 0.5)))
-                metrics["time/step_s"] = now - step_started
-                budget.add(now - step_started - self._times.get("time/eval_s", 0.0))
-                metrics["time/train_minutes"] = budget.minutes
-                self.history["train_seconds"] = budget.seconds  # a resumed run keeps its budget
-                self._times, step_started = {}, now
+                step_started = self._close_step(metrics, budget, step_started)
                 continuing = upcoming is not None and not stop_requested()
                 if step % config.checkpoint.every == 0 and continuing:  # the last step saves below
                     with self._timed("checkpoint"):

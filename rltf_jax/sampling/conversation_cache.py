@@ -3,7 +3,7 @@ new tokens.
 
 An RLEF episode's turn k+1 prompt is turn k's prompt, its reply and the feedback message: without a
 kept cache every turn prefills the whole conversation again, and prefill is most of a multi-turn
-rollout on the CPU (docs/benchmarks.md, "Session 14: where an RLEF step's generation goes").
+rollout on the CPU (docs/benchmarks.md, RLEF: what a step costs).
 `Sampler.generate(..., keep_cache=True)` returns the rows' cache with the Rollout
 (`Rollout.cache`); `Sampler.generate(..., prompt_ids=..., cache=that, cache_rows=...)` checks that
 each prompt extends the conversation cached for its row, prefills only the tokens past it (at
@@ -141,7 +141,7 @@ def continue_generation(config, weights, kept: KeptBuffers, slot_limit, cache_ro
     that row's (decode_start + decode_kept); cache_rows [B] int32: the kept row each row continues;
     suffix_tokens / suffix_mask [B, P] (left-padded): each row's new ids; start_pos [B] int32: the
     position of its first new id (= the number of ids cached for it). Other arguments as
-    `sampling._generate`. Returns its outputs; with return_cache, the rows' cache (kept prefix,
+    `sampling.prefill_decode`. Returns its outputs; with return_cache, the rows' cache (kept prefix,
     new tokens, decode slots) merged into one buffer. fused_attention: the new tokens are prefilled
     with XLA's attention over the prefix, then prefix, new tokens and decode slots are copied into
     one cache in key tiles and decoded by the fused kernel (kernels/decode_attention.cc), as a

@@ -1,7 +1,7 @@
 """The sampler's token loop: draw the first token from the prefill's last hidden state, then one
 `lax.while_loop` step per token over a KV cache, until every row has stopped.
 
-Shared by a fresh generation (`sampling._generate`: prefill of the whole prompt) and a continued one
+Shared by a fresh generation (`sampling.prefill_decode`: prefill of the whole prompt) and a continued one
 (`conversation_cache`: prefill of the new turn's tokens only, over an episode's kept cache).
 """
 
@@ -24,7 +24,7 @@ def decode_tokens(config, weights, cache, past: tuple, hidden, decode_pos, row_a
 
     cache: the prefilled buffer (a LayerCache with its index after the prompt); with segments == 0
     it also holds new_bucket decode slots, which the loop fills; with segments > 0 it is read-only
-    and the decode slots are `segments` new buffers (why: `sampling._generate`). past: read-only
+    and the decode slots are `segments` new buffers (why: `sampling.prefill_decode`). past: read-only
     LayerCaches of earlier tokens every step attends to as well. hidden [B, D]: the last prompt
     token's hidden state; decode_pos [B] int32: the position of the first generated token;
     row_active [B] bool (False = batch padding); row_ids [B] int32: row r's token at step i is drawn
@@ -48,11 +48,7 @@ def decode_tokens(config, weights, cache, past: tuple, hidden, decode_pos, row_a
     out_lp = jnp.zeros((b, new_bucket), jnp.float32).at[:, 0].set(lp)
     out_mask = jnp.zeros((b, new_bucket), bool).at[:, 0].set(row_active)
     fences = fence_table[tok]
-
-    def finished(tok, fences):
-        return jnp.isin(tok, eos_ids) | ((fence_limit > 0) & (fences >= fence_limit))
-
-    done = ~row_active | finished(tok, fences)
+    done = ~row_active | _finished(tok, fences, eos_ids, fence_limit)
 
     def cond(carry, end):
         _, (_, _, _, done, _, i, _) = carry
@@ -72,21 +68,34 @@ def decode_tokens(config, weights, cache, past: tuple, hidden, decode_pos, row_a
         out_lp = jax.lax.dynamic_update_slice(out_lp, lp[:, None], (0, i + 1))
         out_mask = jax.lax.dynamic_update_slice(out_mask, ~done[:, None], (0, i + 1))
         fences = fences + jnp.where(done, 0, fence_table[tok])
-        done = done | finished(tok, fences)
+        done = done | _finished(tok, fences, eos_ids, fence_limit)
         return cache, (out_tokens, out_lp, out_mask, done, fences, i + 1, rng)
 
     state = (out_tokens, out_lp, out_mask, done, fences, jnp.zeros((), jnp.int32), rng)
+    state, buffers = _loop_over_segments(cond, body, cache, state, past, config=config, rows=b,
+                                         new_bucket=new_bucket, segments=segments, cache_dtype=cache_dtype)
+    out_tokens, out_lp, out_mask, _, _, steps, _ = state
+    return out_tokens, out_lp, out_mask, steps + 1, buffers
+
+
+def _finished(tok, fences, eos_ids, fence_limit):
+    """[B] bool: the token is a stop token, or it brings the row's ``` count to ``fence_limit`` (> 0)."""
+    return jnp.isin(tok, eos_ids) | ((fence_limit > 0) & (fences >= fence_limit))
+
+
+def _loop_over_segments(cond, body, cache, state, past: tuple, *, config, rows: int, new_bucket: int,
+                        segments: int, cache_dtype):
+    """Runs the decode `while_loop`: over ``cache``'s own decode slots (segments == 0), or once per
+    decode segment, each a fresh buffer of new_bucket / segments slots that later segments attend to.
+    Returns (final loop state, every LayerCache the rows' tokens are in, in slot order)."""
     if not segments:
         cache, state = jax.lax.while_loop(functools.partial(cond, end=new_bucket),
                                           functools.partial(body, past=past), (cache, state))
-        buffers = past + (cache,)
-    else:
-        past, seg = past + (cache,), new_bucket // segments
-        for j in range(segments):
-            cache = init_layer_cache(config, b, seg, cache_dtype)
-            cache, state = jax.lax.while_loop(functools.partial(cond, end=(j + 1) * seg),
-                                              functools.partial(body, past=past), (cache, state))
-            past = past + (cache,)
-        buffers = past
-    out_tokens, out_lp, out_mask, _, _, steps, _ = state
-    return out_tokens, out_lp, out_mask, steps + 1, buffers
+        return state, past + (cache,)
+    past, seg = past + (cache,), new_bucket // segments
+    for j in range(segments):
+        cache = init_layer_cache(config, rows, seg, cache_dtype)
+        cache, state = jax.lax.while_loop(functools.partial(cond, end=(j + 1) * seg),
+                                          functools.partial(body, past=past), (cache, state))
+        past = past + (cache,)
+    return state, past

@@ -4,7 +4,7 @@ One jitted function per shape bucket (batch and new tokens rounded up to a power
 to 2^k or 3 * 2^(k-1): `sampling_shapes`) runs the whole generation on device: prefill of the
 left-padded prompts, then one token per loop step written in place into the cache, exiting early once
 every row has produced an EOS token (large caches: a prompt buffer plus decode segments, one loop
-each; see `_generate`). Rows with identical prompt ids (RL's n samples per problem) share one
+each; see `rltf_jax.sampling.prefill_decode`). Rows with identical prompt ids (RL's n samples per problem) share one
 prefill: each distinct prompt is prefilled once and its cache rows are copied to the rows that use it.
 The step runs the layers unrolled over per-layer weight and cache buffers (models/decode.py), which
 on XLA:CPU avoids copying every layer's weights and cache out of the stacked arrays at every token;
@@ -31,11 +31,10 @@ log-probabilities with the training parameters, so the update never sees the sam
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import time
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +43,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rltf_jax.kernels.decode_attention import use_fused_attention
-from rltf_jax.models.decode import TILE, forward_unrolled, init_layer_cache, unstack_weights
+from rltf_jax.models.decode import TILE, unstack_weights
 from rltf_jax.models.sharding import unrolled_weight_shardings
 from rltf_jax.parallel.mesh import BATCH_AXES, batch_sharding, state_shardings
 from rltf_jax.parallel.multihost import process_local
@@ -53,9 +52,8 @@ from rltf_jax.sampling.conversation_cache import (
     continuation_suffixes,
     continue_generation,
     kept_cache,
-    merge_buffers,
 )
-from rltf_jax.sampling.decode_loop import decode_tokens
+from rltf_jax.sampling.prefill_decode import generate_on_device
 from rltf_jax.sampling.shapes import (
     SEGMENT_MIN_SLOTS,
     bucket_size,
@@ -64,93 +62,22 @@ from rltf_jax.sampling.shapes import (
     sampling_row_ids,
 )
 from rltf_jax.sampling.token_draw import fence_counts
+from rltf_jax.sampling.types import Rollout, SamplingParams
 
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class SamplingParams:
-    """max_new_tokens: response budget; temperature / top_p / top_k (0 = off) shape the distribution;
-    greedy: argmax (logprobs are then those of the untempered softmax); stop_strings: cut points;
-    stop_after_code_block: stop a row once it closes its first ``` fenced block (on device)."""
-
-    max_new_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    greedy: bool = False
-    stop_strings: tuple[str, ...] = ()
-    stop_after_code_block: bool = False
-
-    def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if not self.greedy and self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        object.__setattr__(self, "stop_strings", tuple(self.stop_strings))
-
-
-class Rollout(NamedTuple):
-    """Host numpy arrays for B prompts (P = prompt bucket, N = max_new_tokens)."""
-
-    prompt_tokens: np.ndarray      # [B, P] int32, left-padded
-    prompt_mask: np.ndarray        # [B, P] bool
-    response_tokens: np.ndarray    # [B, N] int32, right-padded
-    response_logprobs: np.ndarray  # [B, N] float32, log p of each sampled token under the sampler's distribution
-    response_mask: np.ndarray      # [B, N] bool, True on generated tokens up to and including the stop token
-    texts: list[str]               # decoded responses (special tokens skipped), cut at a stop string
-    cache: ConversationCache | None = None  # the rows' KV cache, with generate(keep_cache=True)
-
-
-def _generate(config, weights, prompt_tokens, prompt_mask, prompt_rows, row_active, row_ids, eos_ids,
-              fence_table, fence_limit, max_new, temperature, top_p, rng, *, new_bucket: int, greedy: bool,
-              top_k: int, use_top_p: bool, pad_id: int, cache_dtype, segments: int = 0,
-              shared_prompts: bool = False, fused_attention: bool = False, mesh=None,
-              return_cache: bool = False):
-    """Prefill + decode on device. prompt_tokens/mask [U, P]: the distinct prompts; prompt_rows [B]
-    int32: the prompt of each row (with shared_prompts, U <= B prompts are prefilled once each and
-    their cache rows copied to every row that shares them: n samples per problem pay one prefill;
-    without, U = B and row r is prompt r); row_active [B] bool (False = batch padding);
-    row_ids [B] int32: each row's global index; row r's token at step i is drawn with the key
-    fold_in(split(rng)_i, row_ids[r]), so a row samples the same tokens whatever batch it is in;
-    weights: models.decode.UnrolledWeights; fence_table [V] int32 (``` runs per token) and
-    fence_limit [] int32: a row stops at the token that brings its ``` count to fence_limit (0: never).
-    fused_attention: decode with kernels/decode_attention.cc (one cache buffer in key tiles; no
-    segments: the kernel writes in place and reads only the filled slots), per device of `mesh`.
-
-    Returns (tokens [B, N] int32, logprobs [B, N] float32, mask [B, N] bool, steps [] int32), and
-    with return_cache the rows' KV cache merged into one buffer (`conversation_cache.merge_buffers`).
-    """
-    u, p = prompt_tokens.shape
-    positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0).astype(jnp.int32)
-    prompt_len = prompt_mask.sum(axis=1).astype(jnp.int32)
-    # segments == 0: one cache buffer for prompt and decode slots; else the prompt has its own (see below).
-    cache = init_layer_cache(config, u, p if segments else p + new_bucket, cache_dtype, key_tiles=fused_attention)
-    hidden, cache = forward_unrolled(config, weights, prompt_tokens, positions, prompt_mask, cache,
-                                     cache_is_empty=True)
-    hidden = hidden[:, -1]
-    if shared_prompts:  # [U, ...] -> [B, ...]: every row gets its prompt's cache rows and last hidden state
-        rows = lambda x: jnp.take(x, prompt_rows, axis=0)
-        cache = cache._replace(keys=tuple(map(rows, cache.keys)), values=tuple(map(rows, cache.values)),
-                               valid=rows(cache.valid))
-        hidden, prompt_len = rows(hidden), rows(prompt_len)
-    # Decode slots: with `segments` > 0 they are split into that many cache buffers, each filled by
-    # its own while_loop: a step writes only the current segment's buffer (XLA:CPU rewrites a whole
-    # bf16 buffer on every in-place write, so at batch 64 rewriting prompt + decode slots at every
-    # token cost 15% of the step) and attends to the prompt's buffer (written once, by the prefill),
-    # the finished segments and the current one, never to segments not reached yet. Each extra
-    # buffer costs two more small dots per layer, a loss where the cache is small (`decode_segments`).
-    out_tokens, out_lp, out_mask, steps, buffers = decode_tokens(
-        config, weights, cache, (), hidden, prompt_len, row_active, row_ids, eos_ids, fence_table, fence_limit,
-        max_new, temperature, top_p, rng, new_bucket=new_bucket, greedy=greedy, top_k=top_k,
-        use_top_p=use_top_p, pad_id=pad_id, cache_dtype=cache_dtype, segments=segments, mesh=mesh)
-    if return_cache:
-        return out_tokens, out_lp, out_mask, steps, merge_buffers(buffers)
-    return out_tokens, out_lp, out_mask, steps
+def _eos_ids(config, tokenizer, eos_token_ids: Sequence[int] | None) -> np.ndarray:
+    """[E] int32 stop tokens: ``eos_token_ids``, else the config's and the tokenizer's EOS ([-1]: none)."""
+    if eos_token_ids is not None:
+        eos = set(eos_token_ids)
+    else:
+        eos = set(config.eos_token_ids)
+        if tokenizer.eos_token_id is not None:
+            eos.add(int(tokenizer.eos_token_id))
+        if not eos:
+            raise ValueError("no EOS token: neither the config nor the tokenizer names one")
+    return np.asarray(sorted(eos) or [-1], np.int32)  # -1 matches no token
 
 
 class Sampler:
@@ -191,28 +118,18 @@ class Sampler:
         self.cache_dtype = cache_dtype or self.config.compute_dtype
         self._fence_table = None  # built on the first stop_after_code_block request
         self.min_prompt_bucket, self.min_new_bucket = min_prompt_bucket, min_new_bucket
-        if max_segments is None:  # the bf16 write that segments avoid is XLA:CPU's (see `_generate`)
+        if max_segments is None:  # the bf16 write that segments avoid is XLA:CPU's (prefill_decode.py)
             max_segments = 2 if jax.default_backend() == "cpu" else 0
         self.segment_tokens, self.max_segments = segment_tokens, max_segments
         self.segment_min_slots = segment_min_slots
         self.fused_attention = use_fused_attention(decode_attention, self.cache_dtype, self.config.compute_dtype)
         state = nnx.state(loaded.model)
-        if eos_token_ids is None:
-            eos = set(loaded.config.eos_token_ids)
-            if self.tokenizer.eos_token_id is not None:
-                eos.add(int(self.tokenizer.eos_token_id))
-            if not eos:
-                raise ValueError("no EOS token: neither the config nor the tokenizer names one")
-        else:
-            eos = set(eos_token_ids)
-        self.eos_ids = np.asarray(sorted(eos) or [-1], np.int32)  # -1 matches no token
+        self.eos_ids = _eos_ids(loaded.config, self.tokenizer, eos_token_ids)
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else max(int(self.eos_ids[0]), 0))
         self.compiled_buckets: dict[tuple, float] = {}  # bucket key -> compile+first-run seconds
         self._state_shardings = self._weight_shardings = self._batch_sharding = self._rows_sharding = None
         if mesh is not None:
-
-
             self._state_shardings = state_shardings(state, mesh)
             self._weight_shardings = unrolled_weight_shardings(state, mesh)
             self._batch_sharding = batch_sharding(mesh)
@@ -255,13 +172,12 @@ class Sampler:
             b, u, p, n, greedy, top_k, use_top_p, keep = key
             segments = 0 if self.fused_attention else decode_segments(
                 b, p, n, self.segment_tokens, self.max_segments, self.segment_min_slots)
-            fn = functools.partial(_generate, new_bucket=n, greedy=greedy, top_k=top_k, shared_prompts=u < b,
+            fn = functools.partial(generate_on_device, new_bucket=n, greedy=greedy, top_k=top_k, shared_prompts=u < b,
                                    use_top_p=use_top_p, pad_id=self.pad_id, cache_dtype=self.cache_dtype,
                                    segments=segments, fused_attention=self.fused_attention,
                                    mesh=self.mesh if self.fused_attention else None, return_cache=keep)
             kwargs = {}
             if self.mesh is not None:
-
                 rep, rows = NamedSharding(self.mesh, PartitionSpec()), self._rows_sharding
                 kwargs = dict(in_shardings=(self._weight_shardings, self._batch_sharding, self._batch_sharding,
                                             rows, rows, rows, rep, rep, rep, rep, rep, rep, rep),

@@ -1,10 +1,9 @@
 """Drawing one token per row from logits: greedy, temperature, top-k, top-p (nucleus); exact and cheap.
 
-The obvious forms are slow on XLA:CPU at a 49k vocabulary, measured at batch 64 (docs/benchmarks.md):
-`jnp.argmax` ~15 ms (a variadic reduce) against ~3 ms for max-then-first-index; Gumbel-max
-`jax.random.categorical` ~65 ms (49k random numbers per row) against ~9 ms for an inverse-CDF draw
-with one uniform per row; and a full `jnp.sort` for top-p ~590 ms per decode step, several times the
-model's own forward. So:
+The obvious forms are slow on XLA:CPU at a 49k vocabulary (docs/benchmarks.md, generation):
+`jnp.argmax` is a variadic reduce, several times slower than max-then-first-index; Gumbel-max
+`jax.random.categorical` draws 49k random numbers per row where an inverse-CDF draw needs one; and a
+full `jnp.sort` for top-p at every decode step costs several times the model's own forward. So:
 
 - greedy: the first index of the row maximum (what argmax returns);
 - top-p: the nucleus is read from the `NUCLEUS_CANDIDATES` largest logits (`lax.top_k`) whenever
@@ -13,7 +12,7 @@ model's own forward. So:
   or a small model at T = 1) takes the nucleus without sorting at all, computed only on steps
   where some row needs it: two bisections over the logits' bit patterns find the value where the
   nucleus ends and the value of the drawn token, ties broken by index as a stable sort does
-  (`_threshold_nucleus`; 8 ms against 75 ms for a sort at batch 4, 60-120 against 520-560 at 32);
+  (`_threshold_nucleus`, an order of magnitude cheaper than a sort);
 - top-k: the k candidates, renormalised (and the nucleus within them when top_p < 1), as before;
 - plain temperature: an inverse-CDF draw over the whole vocabulary.
 
@@ -32,7 +31,7 @@ NUCLEUS_CANDIDATES = 64  # top-p reads the nucleus from this many largest logits
 
 def first_argmax(logits: jax.Array) -> jax.Array:
     """[B, V] -> [B] int32: index of each row's maximum (the first on ties), as jnp.argmax but
-    two plain reductions (~5x faster on XLA:CPU at V = 49k)."""
+    two plain reductions (XLA:CPU runs argmax's variadic reduce several times slower)."""
     return _max_and_first_index(logits)[1]
 
 

@@ -1,7 +1,7 @@
 """Every starter family, in generation order, with its variant count and calibration tier.
 
 The first 63 (`families.FAMILIES`) come first, so their problems keep their ids, tests and
-train / heldout assignment; the families added for issue 29 (`families_call`, `families_stdio`)
+train / heldout assignment; the wider second set (`families_call`, `families_stdio`)
 follow. Variant counts and tiers come from calibration (SmolLM2-135M-Instruct greedy, chat; see
 docs/data.md): ``easy`` families it solved every time, ``medium`` sometimes, ``hard`` never.
 """

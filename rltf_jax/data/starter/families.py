@@ -7,7 +7,7 @@ hand, so every reference solution passes by construction.
 Template fields: ``{name}`` function name, ``{k}`` the variant's constant, ``{params}`` parameters.
 
 This module holds the `Family` record, the input helpers and the first 63 families (call mode);
-`families_call.py` and `families_stdio.py` hold the families added for issue 29 (wider topics,
+`families_call.py` and `families_stdio.py` hold the wider second set of families (more topics,
 and stdin/stdout programs as APPS and CodeContests pose them); `catalog.py` joins them.
 """
 

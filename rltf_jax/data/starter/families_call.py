@@ -1,4 +1,4 @@
-"""Function (``mode="call"``) families added for issue 29: strings, lists, dicts and sets, numbers,
+"""Function (``mode="call"``) families (a second set, wider topics): strings, lists, dicts and sets, numbers,
 sorting and searching, small text formats, and few-step simulations.
 
 Mostly at the level of `add` / `reverse_string` / `is_even` (what SmolLM2-135M-Instruct passes),
