@@ -5,9 +5,9 @@ against torch on the same device. One command, one JSON line; well inside 10 min
     python benchmarks/device_check.py --small    # the same code at small sizes (CPU: < 3 minutes)
 
 Checks (each a subprocess; a failure is reported, the rest still run):
-- ``parity``: tiny Llama / Qwen2 logits against transformers in float64 (tests/test_models_parity.py)
-  and every training attention that runs on the backend (tests/test_platform.py);
-- ``sampler``: the jitted sampler's equivalences (tests/test_sampling.py: greedy log-probs equal a
+- ``parity``: tiny Llama / Qwen2 logits against transformers in float64 (tests/models/test_models_parity.py)
+  and every training attention that runs on the backend (tests/kernels/test_platform.py);
+- ``sampler``: the jitted sampler's equivalences (tests/sampling/test_sampling.py: greedy log-probs equal a
   full forward, row ids, shared prefill, segmented cache, bf16 against f32);
 - ``ppo_vs_cpu``: one PPO update of the tiny model on the default device and on the host CPU,
   in float32: the weights agree (at most 0.1% of them by more than 3% of the largest update: Adam
@@ -170,10 +170,10 @@ def main(argv=None) -> None:
            "device": str(jax.devices()[0].device_kind), "jax": jax.__version__, "small": args.small}
     if not args.skip_suite:
         out["checks"] = {
-            "parity": pytest_check(["tests/test_models_parity.py", "tests/test_platform.py",
+            "parity": pytest_check(["tests/models/test_models_parity.py", "tests/kernels/test_platform.py",
                                     "-k", "tiny or platform" if args.small else "tiny or sharded or platform"],
                                    300, env),
-            "sampler": pytest_check(["tests/test_sampling.py", "-k",
+            "sampler": pytest_check(["tests/sampling/test_sampling.py", "-k",
                                      SAMPLER_TESTS_SMALL if args.small else SAMPLER_TESTS], 300, env),
             "ppo_vs_cpu": ppo_vs_cpu(),
             "train_step": train_step(300, env),

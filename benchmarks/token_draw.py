@@ -6,7 +6,7 @@ T = 1) cannot take the candidates' fast path. The baseline sorts the whole vocab
 nucleus and the drawn token. Both arms draw from the same logits with the same uniforms, are
 compared token by token, and are timed in turns (median of `--repeats`). On rows this flat each
 token holds ~2e-5 of the mass, about the float32 rounding of a 49k-term sum, so the two can differ
-on a rare row: both are exact only to float32 (tests/test_token_sampling.py checks equality
+on a rare row: both are exact only to float32 (tests/sampling/test_token_sampling.py checks equality
 wherever the float64 reference is not within 1e-5 of a boundary). Logits: normal
 with standard deviation 1 over SmolLM2's vocabulary (top-p 0.95), one [B, V] block per batch size.
 

@@ -11,7 +11,7 @@ one dot contracting the last axes of g [M, N] and w [K, N] (no transpose op), an
 gradient ``x.T @ g`` reads a transpose of x that XLA cannot see through (`opaque_swap`).
 The tied LM head (``x @ emb.T``) gets the same treatment. Float32 inputs, and every input on
 other backends (kernels/platform.py), take the plain path.
-tests/test_matmul.py checks the dot operand dtypes in the compiled HLO.
+tests/kernels/test_matmul.py checks the dot operand dtypes in the compiled HLO.
 """
 
 from __future__ import annotations

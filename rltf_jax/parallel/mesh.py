@@ -12,7 +12,7 @@ A dimension that a mesh axis does not divide is replicated instead (logged once)
 (SmolLM2's 3 KV heads) still load on any mesh.
 
 Tests fake an 8-device CPU mesh with XLA_FLAGS=--xla_force_host_platform_device_count=8, which must be
-set before jax is imported: tests/test_sharding.py runs those checks in a subprocess so the rest of the
+set before jax is imported: tests/parallel/test_sharding.py runs those checks in a subprocess so the rest of the
 suite keeps one device.
 """
 

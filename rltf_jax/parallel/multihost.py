@@ -6,7 +6,7 @@ process-local sampler mesh), then the PPO update runs once on the global mesh: e
 in its rows (`global_batch`, jax.make_array_from_process_local_data) and the batch axis is sharded
 over ("data", "fsdp"), so process p's rows live on process p's devices. Group ids and sampling rows
 are numbered step-wide, so the processes' shares together are exactly the step a single process
-would run (tests/test_multihost.py checks a 2-process run against a 1-process one). With one process
+would run (tests/integration/test_multihost.py checks a 2-process run against a 1-process one). With one process
 every function here is the identity.
 """
 

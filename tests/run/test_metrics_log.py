@@ -41,7 +41,7 @@ def test_the_tensorboard_writer_loads_without_torch_and_torch_still_imports(tmp_
              f"logger = MetricsLogger({str(tmp_path)!r}, total_steps=1, progress=False)\n"
              "logger.log(1, {'loss': 0.5})\nlogger.close()\nprint('torch' in sys.modules)\n"
              "import torch\nprint(float(torch.ones(3).sum()))")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["False", "3.0"]

@@ -14,7 +14,7 @@ import pytest
 
 from rltf_jax.run.metrics import read_metrics
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytestmark = pytest.mark.slow
 COMPARED = ("reward/outcome", "samples/pass_rate", "samples/total", "samples/response_tokens",
             "policy/logprob", "kl/k3", "loss/policy", "optim/grad_norm")

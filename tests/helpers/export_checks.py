@@ -1,6 +1,6 @@
-"""Shared checks of the export tests (tests/test_export.py, tests/test_export_gguf.py).
+"""Shared checks of the export tests (tests/cli/test_export.py, tests/cli/test_export_gguf.py).
 
-Logits are held to tests/test_models_parity.py's bound: transformers runs in float64 and ours
+Logits are held to tests/models/test_models_parity.py's bound: transformers runs in float64 and ours
 (float32) may differ from it by u·√n·max|logit|, n = L·(D + F) + D float32 accumulations
 (`float32_logit_bound`). Greedy tokens must equal transformers' float64 greedy tokens, except at a
 rounding call: a step whose two candidates' float64 logits lie within twice that bound.
@@ -52,7 +52,7 @@ def hf_logits(hf_model, tokens, positions, mask) -> np.ndarray:
 
 
 def float32_logit_bound(config, reference_logits: np.ndarray) -> float:
-    """tests/test_models_parity.py's bound on our float32 logits against float64 ones (module docstring)."""
+    """tests/models/test_models_parity.py's bound on our float32 logits against float64 ones (module docstring)."""
     n = config.num_layers * (config.hidden_size + config.intermediate_size) + config.hidden_size
     return UNIT_ROUNDOFF_F32 * math.sqrt(n) * float(np.abs(reference_logits).max())
 

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOKS = os.path.join(ROOT, "notebooks")
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def execute(name: str, parameters: dict, cwd) -> nbformat.NotebookNode:
     cell = parameter_cell(notebook)
     declared = {line.split("=")[0].strip() for line in cell.source.splitlines() if "=" in line}
     assert set(parameters) <= declared, f"{name} has no parameters {set(parameters) - declared}"
-    cell.source += "\n# injected by tests/test_notebooks.py\n" + "\n".join(
+    cell.source += "\n# injected by tests/integration/test_notebooks.py\n" + "\n".join(
         f"{key} = {value!r}" for key, value in parameters.items())
     client = NotebookClient(notebook, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(cwd)}})

@@ -76,7 +76,7 @@ def test_update_is_deterministic_given_the_seed():
 
 def test_gradient_accumulation_equals_one_big_minibatch(monkeypatch):
     """The two programs sum the same per-token gradients in a different order, so their gradients are
-    compared (tests/grad_probe.py, docs/testing.md: each leaf within 2 gamma~_n(4) ||sum_t |g_t|||),
+    compared (tests/helpers/grad_probe.py, docs/testing.md: each leaf within 2 gamma~_n(4) ||sum_t |g_t|||),
     and AdamW's weights after them only within its per-weight bound: a gradient that is rounding
     noise moves its weight by a full +-lr in either program."""
     grads, metrics, params = [], [], []

@@ -10,7 +10,7 @@ from rltf_jax.cli.evaluate import main as evaluate_main
 from rltf_jax.env.grading import grade_programs
 from rltf_jax.env.sandbox_client import SandboxClient, local_sandbox
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+FIXTURES = pathlib.Path(__file__).parents[1] / "fixtures"
 LIMITS = {"timeout_s": 2.0}
 
 # problem id -> (broken program, expected verdict)

@@ -124,7 +124,7 @@ def params_of(state):
 def test_update_over_length_groups_equals_the_padded_update(name, batch_fn, overrides, monkeypatch):
     """The two programs sum the same per-token gradients in different orders (and over differently
     padded shapes), so their gradients are compared, each leaf within 2 gamma~_n(4) ||sum_t |g_t|||
-    of the other (tests/grad_probe.py, docs/testing.md); AdamW's step after it only within its
+    of the other (tests/helpers/grad_probe.py, docs/testing.md); AdamW's step after it only within its
     per-weight bound (a gradient that is rounding noise moves its weight by a full +-lr either way)."""
     config = ppo.PPOConfig(lr=1e-3, vf_coef=0.5, kl_coef=0.1, **overrides)
     model_config = tiny_config(vocab_size=VOCAB)

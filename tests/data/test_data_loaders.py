@@ -15,7 +15,7 @@ import pytest
 
 from rltf_jax.data import BadRowError, load_problems, parse_spec
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+FIXTURES = pathlib.Path(__file__).parents[1] / "fixtures"
 
 
 def _by_id(problems):
@@ -116,7 +116,7 @@ def test_bad_rows_rejected_with_error_option():
 
 
 def test_malformed_starter_row_is_rejected(tmp_path):
-    rows = [json.loads(l) for l in open(pathlib.Path(__file__).parents[1] / "rltf_jax/data/starter/problems.jsonl")][:2]
+    rows = [json.loads(l) for l in open(pathlib.Path(__file__).parents[2] / "rltf_jax/data/starter/problems.jsonl")][:2]
     rows[1]["private_tests"] = [{"args": 3, "expected": 1}]
     path = tmp_path / "starter.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -11,7 +11,7 @@ from rltf_jax.rewards import RewardConfig
 from rltf_jax.rewards.rlef import RLEFRewardConfig
 from rltf_jax.run.trainer import METHODS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
 
 

@@ -24,7 +24,7 @@ from rltf_jax.env.prompts import build_prompt, extract_code
 from rltf_jax.rewards import RewardConfig
 from rltf_jax.sampling import Rollout, Sampler, SamplingParams
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAPER = ppo.PPOConfig(advantage="greedy", policy_loss="pg", kl_coef=0.0, normalize_advantages=False)
 
 

@@ -36,7 +36,7 @@ def test_separate_critic_copies_the_policy_backbone():
     np.testing.assert_array_equal(np.asarray(critic.backbone.hidden_states(tokens, positions, mask)[0]),
                                   np.asarray(hidden))
     # The head is a float32 dot with a ones kernel (bias 0): within Higham's worst case gamma_64 sum |h|
-    # of the float64 sum of the same float32 hidden states, in any order (tests/fp_bounds.py).
+    # of the float64 sum of the same float32 hidden states, in any order (tests/helpers/fp_bounds.py).
     hidden64 = np.asarray(hidden, np.float64)
     error = np.abs(np.asarray(critic(tokens, positions, mask), np.float64) - hidden64.sum(-1))
     assert (error <= gamma(hidden64.shape[-1]) * np.abs(hidden64).sum(-1)).all(), error

@@ -156,7 +156,7 @@ def test_crlf_and_indented_fence_spans_are_exact():
 
 def test_apps_call_problem_shows_starter_and_carries_its_typing_import(tokenizer):
     import pathlib
-    fixtures = pathlib.Path(__file__).parent / "fixtures"
+    fixtures = pathlib.Path(__file__).parents[1] / "fixtures"
     problem = {p.id: p for p in load_problems(f"apps:{fixtures / 'apps.jsonl'}:test")}["apps/test/17"]
     text = build_prompt(problem, tokenizer)
     assert "Use this starter code:" in text and "def maxArea(self, height: List[int])" in text

@@ -54,7 +54,7 @@ SCRIPT = textwrap.dedent("""
     initial = leaves(fresh()[0])
     moved = [float(np.max(np.abs(a - b))) for a, b in zip(leaves(single_state), initial)]
     # The gradients both programs compute (at the initial weights: the recording optimizer does not
-    # move them), and the bound on their difference (tests/grad_probe.py).
+    # move them), and the bound on their difference (tests/helpers/grad_probe.py).
     recorded = []
     for mesh_or_none in (None, mesh):
         state, defs = fresh()
@@ -97,7 +97,7 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype,groups", [("float32", 1), ("bfloat16", 1), ("float32", 2)])
 def test_sharded_update_equals_single_device(dtype, groups):
-    env = dict(os.environ, TESTS_DIR=os.path.dirname(os.path.abspath(__file__)), JAX_PLATFORMS="cpu",
+    env = dict(os.environ, TESTS_DIR=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers"), JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=8", COMPUTE_DTYPE=dtype,
                LENGTH_GROUPS=str(groups))
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
@@ -108,7 +108,7 @@ def test_sharded_update_equals_single_device(dtype, groups):
     assert result["wq_shards"] == 8 and "fsdp" in result["wq_spec"] and "tensor" in result["wq_spec"]
     assert result["max_update"] > 1e-3  # 4 AdamW steps at lr 1e-3 did move the weights
     # Compared: the gradients both programs compute at the initial weights, per leaf within
-    # 2 gamma~_n(4) ||sum_t |g_t||| (tests/grad_probe.py; bf16 at u = sqrt(u_f32 u_bf16)), and every
+    # 2 gamma~_n(4) ||sum_t |g_t||| (tests/helpers/grad_probe.py; bf16 at u = sqrt(u_f32 u_bf16)), and every
     # metric within its derived bound; measured here 0.0033 (f32) and 0.032 (bf16) of the bound. The
     # weights after 4 AdamW steps only within Adam's bound: a gradient that is rounding noise moves
     # its weight by a full +-lr either way (the old limits, 1% of the largest update in f32 and

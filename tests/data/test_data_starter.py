@@ -139,7 +139,7 @@ def test_word_level_tasks_are_tested_on_texts_of_several_words(problems):
 
 
 def test_calibration_script_runs_stdio_tests_locally(problems):
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "benchmarks"))
     from starter_calibration import run_tests_locally
     stdio = [p for p in problems if p.mode == "stdio"][:3]
     assert [run_tests_locally(p, p.solutions[0]) for p in stdio] == [True] * 3

@@ -20,7 +20,7 @@ from rltf_jax.run.config_files import load_config_file
 from rltf_jax.ppo import PPOConfig, init_train_state
 from rltf_jax.run.checkpoint import model_identity
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _tiny_config():

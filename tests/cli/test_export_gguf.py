@@ -1,7 +1,7 @@
 """`python -m rltf_jax.export --format gguf`: F32, F16, BF16 and Q8_0 files.
 
 transformers reads each file (`gguf_file=`) as the project's loader does, within the float32 bound
-of tests/export_checks.py against float64; F32 files load back to identical parameters, F16 / BF16
+of tests/helpers/export_checks.py against float64; F32 files load back to identical parameters, F16 / BF16
 ones to the rounded weights, Q8_0 ones to within the per-weight bound of Q8_0's arithmetic
 (`_q8_0_weight_bound`), with logits within the first-order bound that follows from it.
 """

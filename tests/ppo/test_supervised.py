@@ -16,7 +16,7 @@ from rltf_jax.ppo import PPOConfig, init_train_state
 from rltf_jax.ppo.supervised_update import make_supervised_update
 from rltf_jax.rollout.supervised import solution_reply, supervised_batch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")

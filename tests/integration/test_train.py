@@ -14,7 +14,7 @@ import pytest
 from rltf_jax.run.checkpoint import Checkpointer
 from rltf_jax.run.metrics import read_metrics
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytestmark = pytest.mark.slow
 
 # Metrics that depend on the sampled programs and on the parameters: equal only if the resumed

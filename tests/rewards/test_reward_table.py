@@ -19,7 +19,7 @@ from rltf_jax.env.prompts import extract_code
 from rltf_jax.rewards import score_batch
 from rltf_jax.env.sandbox_client import ExecutionRequest, Limits, SandboxClient, local_sandbox
 
-DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "rewards.md")
+DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "rewards.md")
 # Small limits so the hostile rows stay bounded: 300 MB asked for over 128 MB, 2 MB printed over 64 KiB.
 LIMITS = Limits(timeout_s=1.0, memory_mb=128, output_bytes=64 * 1024)
 
