@@ -27,8 +27,7 @@ import numpy as np
 
 from rltf_jax import ppo
 from rltf_jax.ppo import update as ppo_update_step
-from rltf_jax.ppo.length_groups import split_by_length
-from rltf_jax.rollout.single_turn import bucket_length
+from rltf_jax.ppo.length_groups import bucket_lengths, split_by_length
 from rltf_jax.models.load import load_model
 
 
@@ -45,7 +44,7 @@ def rlef_rows(rows: int, vocab: int, seed: int = 0) -> ppo.PPOBatch:
                 segments.append(("env", int(rng.integers(80, 257))))
             segments.append(("reply", int(rng.integers(15, 71))))
         layouts.append(segments)
-    width = bucket_length(max(sum(n for _, n in s) for s in layouts), 64)
+    width = bucket_lengths(max(sum(n for _, n in s) for s in layouts), 64)
     tokens = rng.integers(0, vocab, (rows, width)).astype(np.int32)
     attention = np.zeros((rows, width), bool)
     response = np.zeros((rows, width), bool)

@@ -61,6 +61,25 @@ class GuardAndCount:
         await self.app(scope, receive, send_and_count)
 
 
+async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with one readable line naming each bad field (``detail``) and the raw messages."""
+    messages = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        messages.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return JSONResponse({"detail": "; ".join(messages) or "invalid request",
+                         "errors": [str(e.get("msg")) for e in exc.errors()]},
+                        status_code=422)
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400:  # FastAPI's answer to an undecodable (e.g. non-UTF-8) body
+        return JSONResponse({"detail": f"request body is not valid UTF-8 JSON: {exc.detail}"},
+                            status_code=422)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
 def create_app(config: PoolConfig, token: str | None = None) -> FastAPI:
     metrics = ServiceMetrics()
     pool = WorkerPool(config, metrics)
@@ -80,24 +99,8 @@ def create_app(config: PoolConfig, token: str | None = None) -> FastAPI:
     app.state.metrics = metrics
 
     app.add_middleware(GuardAndCount, token=token, metrics=metrics)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError):
-        messages = []
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
-            messages.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
-        return JSONResponse({"detail": "; ".join(messages) or "invalid request",
-                             "errors": [str(e.get("msg")) for e in exc.errors()]},
-                            status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException):
-        if exc.status_code == 400:  # FastAPI's answer to an undecodable (e.g. non-UTF-8) body
-            return JSONResponse({"detail": f"request body is not valid UTF-8 JSON: {exc.detail}"},
-                                status_code=422)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     def queue_full() -> JSONResponse:
         metrics.rejected.inc()

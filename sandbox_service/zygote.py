@@ -7,10 +7,10 @@ JSON line), it:
 
   1. hands the job's inputs to a child forked ahead of time (``child.py``: unprivileged uid, no
      capabilities, no_new_privs, seccomp, rlimits, new session) that runs ``harness.child_main``;
-  2. supervises it from outside: drains stdout/stderr concurrently with caps, reads the
-     nonce-tagged result fd, enforces each test's wall timeout, and judges each test
-     (``judge.py``) on JSON data; a child that dies mid-test is replaced to continue with the
-     next test;
+  2. supervises it from outside (``supervisor.py``): drains stdout/stderr concurrently with
+     caps, reads the nonce-tagged result fd, enforces each test's wall timeout, and judges each
+     test (``judge.py``) on JSON data; a child that dies mid-test is replaced to continue with
+     the next test;
   3. kills every other process of the namespace (``kill(-1, SIGKILL)`` from PID 1) and gives
      /tmp a fresh size-limited tmpfs (the only writable place; nothing survives a run).
 It answers with one JSON line ``{"tests": [TestRecord, ...]}`` on stdout.
@@ -21,14 +21,13 @@ from __future__ import annotations
 import gc
 import json
 import os
-import selectors
 import signal
 import site
 import sys
-import time
 
-from sandbox_service import harness, judge, jail
+from sandbox_service import harness, jail, judge
 from sandbox_service.child import Child
+from sandbox_service.supervisor import Capture, ChildSupervisor
 
 # Modules a typical solution imports, loaded once here so each forked child has them warm. Only
 # light ones: every resident page of the zygote is mapped into each child at fork and torn down at
@@ -37,9 +36,6 @@ from sandbox_service.child import Child
 # programs that import it themselves.
 _WARM_MODULES = ("collections", "itertools", "functools", "math", "heapq", "bisect", "re",
                  "string", "typing", "random", "copy", "operator", "array", "enum")
-
-OUTPUT_CEILING_BYTES = 32 * 1024 * 1024  # drained (and counted) past the cap, then killed
-RESULT_LINE_MAX_BYTES = harness.MAX_VALUE_CHARS + 1024 * 1024
 
 
 def _warm_up() -> None:
@@ -52,24 +48,6 @@ def _warm_up() -> None:
     # module (PyAST_Check -> init_types): a fifth of a HumanEval execution's CPU when every
     # forked child did it again. Done here once, children inherit them.
     compile("0", "<warm-up>", "eval", dont_inherit=True)
-
-
-class _Capture:
-    """One stream of one test: first `cap` bytes kept, all bytes counted."""
-
-    def __init__(self, cap: int):
-        self.cap = cap
-        self.data = bytearray()
-        self.total = 0
-
-    def add(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        room = self.cap - len(self.data)
-        if room > 0:
-            self.data += chunk[:room]
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", "replace")
 
 
 class _Run:
@@ -112,8 +90,8 @@ class _Run:
             return "pass" if judge.stdout_matches(stdout, want) else "wrong_answer"
         return "pass"
 
-    def _record(self, index: int, verdict: str, exc: dict | None, out: _Capture,
-                err: _Capture, time_s: float) -> None:
+    def _record(self, index: int, verdict: str, exc: dict | None, out: Capture,
+                err: Capture, time_s: float) -> None:
         truncated = out.total > out.cap or err.total > err.cap
         if truncated and verdict in ("pass", "wrong_answer"):
             verdict = "output_limit"
@@ -139,151 +117,11 @@ class _Run:
         message = {"job": self.child_job, "start": start, "nonce": self.nonce}
         child.send(json.dumps(message).encode() + b"\n")
         try:
-            return self._supervise(child.pid, start, child.res_r, child.out_r, child.err_r,
-                                   child.ack_w)
+            return ChildSupervisor(self, child.pid, start, child.res_r, child.out_r, child.err_r,
+                                   child.ack_w).supervise()
         finally:
             jail.kill_namespace()
             child.close()
-
-    def _supervise(self, pid: int, start: int, res_r: int, out_r: int, err_r: int,
-                   ack_w: int):
-        mode = self.job["mode"]
-        last = start if mode == "stdio" else len(self.tests) - 1
-        stop_first = bool(self.job.get("stop_on_first_failure"))
-        oom_before = self.cgroup.oom_kills()
-        pidfd = os.pidfd_open(pid)
-        sel = selectors.DefaultSelector()
-        for fd in (res_r, out_r, err_r, pidfd):
-            os.set_blocking(fd, False)
-            sel.register(fd, selectors.EVENT_READ)
-        out, err = _Capture(self.cap), _Capture(self.cap)
-        result_buffer = bytearray()
-        current: int | None = None  # test index running, None while the module loads
-        began = time.monotonic()
-        deadline = began + self.timeout_s
-        kill_reason: str | None = None
-        exit_status: int | None = None
-
-        def drain(fd: int, capture: _Capture) -> None:
-            while True:
-                try:
-                    chunk = os.read(fd, 1 << 16)
-                except BlockingIOError:
-                    return
-                if not chunk:
-                    sel.unregister(fd) if fd in sel.get_map() else None
-                    return
-                capture.add(chunk)
-
-        def handle_event(event: dict):
-            nonlocal current, began, deadline, out, err
-            kind = event.get("k")
-            if kind == "load_error":
-                drain(out_r, out)
-                drain(err_r, err)
-                exc = event.get("exc")
-                if event.get("syntax"):
-                    verdict = "syntax_error"
-                elif exc and exc.get("type") == "MemoryError":
-                    verdict = "memory_limit"
-                else:
-                    verdict = "runtime_error"
-                self._fill_remaining(start, verdict, exc, out, err, time.monotonic() - began)
-                return "load_failed"
-            if kind == "begin":
-                current = int(event["i"])
-                began = time.monotonic()
-                deadline = began + self.timeout_s
-                return None
-            if kind == "end" and current is not None and int(event["i"]) == current:
-                drain(out_r, out)
-                drain(err_r, err)
-                exc = event.get("exc")
-                value = None if event.get("too_large") else event.get("value")
-                verdict = self._judge(current, exc, value, out.text())
-                self._record(current, verdict, exc, out, err, time.monotonic() - began)
-                finished = current
-                current = None
-                out, err = _Capture(self.cap), _Capture(self.cap)
-                if stop_first and self.records[finished]["verdict"] != "pass":
-                    return "stopped"
-                if finished >= last:
-                    return "done"
-                deadline = time.monotonic() + self.timeout_s
-                try:
-                    os.write(ack_w, b"g")  # the child may start the next test now
-                except OSError:
-                    pass
-            return None
-
-        def read_results():
-            nonlocal result_buffer
-            while True:
-                try:
-                    chunk = os.read(res_r, 1 << 16)
-                except BlockingIOError:
-                    return None
-                if not chunk:
-                    if res_r in sel.get_map():
-                        sel.unregister(res_r)
-                    return None
-                result_buffer += chunk
-                while b"\n" in result_buffer:
-                    line, _, rest = result_buffer.partition(b"\n")
-                    result_buffer = bytearray(rest)
-                    try:
-                        event = json.loads(line)
-                    except ValueError:
-                        continue
-                    if not isinstance(event, dict) or event.get("n") != self.nonce:
-                        continue  # not written by the harness
-                    ended = handle_event(event)
-                    if ended:
-                        return ended
-                if len(result_buffer) > RESULT_LINE_MAX_BYTES:
-                    return "result_too_large"
-            return None
-
-        try:
-            while True:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    kill_reason = "timeout"
-                    break
-                for key, _ in sel.select(timeout):
-                    fd = key.fd
-                    if fd == out_r:
-                        drain(out_r, out)
-                    elif fd == err_r:
-                        drain(err_r, err)
-                    elif fd == res_r:
-                        ended = read_results()
-                        if ended == "result_too_large":
-                            kill_reason = "output"
-                        elif ended:
-                            return ended, None
-                    elif fd == pidfd:
-                        _, exit_status = os.waitpid(pid, 0)
-                        sel.unregister(pidfd)
-                if kill_reason:
-                    break
-                if out.total + err.total > OUTPUT_CEILING_BYTES + 2 * self.cap:
-                    kill_reason = "output"
-                    break
-                if exit_status is not None:
-                    ended = read_results()
-                    if ended and ended != "result_too_large":
-                        return ended, None
-                    drain(out_r, out)
-                    drain(err_r, err)
-                    break
-        finally:
-            sel.close()
-            os.close(pidfd)
-        if exit_status is None:
-            jail.kill_namespace()  # reaps the child as well
-        return self._died(start, current, kill_reason, exit_status, oom_before, out, err,
-                          time.monotonic() - began)
 
     def _died(self, start, current, kill_reason, exit_status, oom_before, out, err, elapsed):
         """Record the test the child died in (or every remaining test if it died loading)."""
@@ -324,7 +162,7 @@ class _Run:
                 self._record(index, verdict, exc, out, err, elapsed)
                 first = False
             else:
-                self._record(index, verdict, exc, _Capture(self.cap), _Capture(self.cap), 0.0)
+                self._record(index, verdict, exc, Capture(self.cap), Capture(self.cap), 0.0)
             if self.job.get("stop_on_first_failure"):
                 break
 

@@ -4,7 +4,7 @@ that build a PPOBatch from a rollout and fill its optional fields."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -162,3 +162,19 @@ def complete_batch(batch: PPOBatch) -> PPOBatch:
     if batch.baselines is None:
         batch = batch._replace(baselines=np.zeros(shape[0], np.float32))
     return batch
+
+
+def padded_rows(rows: Sequence[tuple[np.ndarray, np.ndarray]], *, batch_size: int, length: int,
+                pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The token arrays of a PPO batch, right-padded: ``rows`` are (token ids [n], response mask [n]).
+
+    Returns tokens [batch_size, length] int32 (``pad_id`` after each row and on rows past
+    ``len(rows)``), attention_mask and response_mask [batch_size, length] bool.
+    """
+    tokens = np.full((batch_size, length), pad_id, np.int32)
+    attention = np.zeros((batch_size, length), bool)
+    response = np.zeros((batch_size, length), bool)
+    for row, (ids, mask) in enumerate(rows):
+        n = len(ids)
+        tokens[row, :n], attention[row, :n], response[row, :n] = ids, True, mask
+    return tokens, attention, response

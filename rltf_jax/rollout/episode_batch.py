@@ -19,7 +19,8 @@ import numpy as np
 from rltf_jax.ppo import PPOBatch
 from rltf_jax.rewards.rlef import RLEFRewardConfig, episode_token_rewards, repeated_programs
 from rltf_jax.rollout.episodes import Episode
-from rltf_jax.rollout.single_turn import bucket_length
+from rltf_jax.ppo.length_groups import bucket_lengths
+from rltf_jax.ppo.types import padded_rows
 
 
 class EpisodeBatch(NamedTuple):
@@ -67,17 +68,16 @@ def episode_batch(episodes: Sequence[Episode], *, batch_size: int, pad_id: int, 
     if too_long:
         raise ValueError(f"episodes with more than max_turns={max_turns} replies: {too_long[:3]}")
     sequences = [e.token_sequence() for e in kept]
-    length = bucket_length(max(agree(max((len(s[0]) for s in sequences), default=0)), 1), length_multiple)
-    tokens = np.full((batch_size, length), pad_id, np.int32)
-    attention = np.zeros((batch_size, length), bool)
-    response = np.zeros((batch_size, length), bool)
+    length = bucket_lengths(max(agree(max((len(s[0]) for s in sequences), default=0)), 1), length_multiple)
+    tokens, attention, response = padded_rows([(seq, mask) for seq, mask, _, _ in sequences],
+                                              batch_size=batch_size, length=length, pad_id=pad_id)
     rewards = np.zeros((batch_size, length), np.float32)
     turn_ids = np.full((batch_size, length), -1, np.int32)
     positions = np.full((batch_size, max_turns), -1, np.int32)
     groups = np.full((batch_size,), -1, np.int32)
     for row, (episode, (seq, mask, turns, starts)) in enumerate(zip(kept, sequences)):
         n = len(seq)
-        tokens[row, :n], attention[row, :n], response[row, :n], turn_ids[row, :n] = seq, True, mask, turns
+        turn_ids[row, :n] = turns
         positions[row, :len(starts)] = starts
         groups[row] = episode.group_id
         for k, reply_rewards in enumerate(episode_rewards(episode, tokenizer, reward_config)):

@@ -27,6 +27,8 @@ from rltf_jax.data.problem import Problem
 from rltf_jax.env.prompts import ExtractedCode, build_prompt, extract_code
 from rltf_jax.env.requests import judge_request
 from rltf_jax.env.sandbox_client import ExecutionRequest, ExecutionResult, SandboxClient
+from rltf_jax.ppo.length_groups import bucket_lengths
+from rltf_jax.ppo.types import padded_rows
 from rltf_jax.rewards import RewardConfig
 from rltf_jax.rewards.token_rewards import reward_metrics, score_batch
 from rltf_jax.sampling import Rollout, SamplingParams
@@ -275,11 +277,6 @@ class ReplayBuffer:
         return drawn
 
 
-def bucket_length(length: int, multiple: int = 64) -> int:
-    """Rounds a sequence length up to a multiple, so the jitted update compiles once per bucket."""
-    return max(multiple, -(-length // multiple) * multiple)
-
-
 def ppo_batch(samples: Sequence[ScoredSample], *, batch_size: int, pad_id: int,
               length_multiple: int = 64, min_length: int = 0) -> dict[str, np.ndarray]:
     """Right-padded ``prompt ⧺ response`` arrays for the PPO step (docs/interfaces.md).
@@ -296,20 +293,17 @@ def ppo_batch(samples: Sequence[ScoredSample], *, batch_size: int, pad_id: int,
     if len(samples) > batch_size:
         raise ValueError(f"{len(samples)} samples do not fit a batch of {batch_size}")
     longest = max((len(s.prompt_tokens) + len(s.response_tokens) for s in samples), default=1)
-    length = bucket_length(max(longest, min_length), length_multiple)
-    tokens = np.full((batch_size, length), pad_id, np.int32)
-    attention = np.zeros((batch_size, length), bool)
-    response = np.zeros((batch_size, length), bool)
+    length = bucket_lengths(max(longest, min_length), length_multiple)
+    tokens, attention, response = padded_rows(
+        [(np.concatenate([s.prompt_tokens, s.response_tokens]),
+          np.arange(len(s.prompt_tokens) + len(s.response_tokens)) >= len(s.prompt_tokens)) for s in samples],
+        batch_size=batch_size, length=length, pad_id=pad_id)
     rewards = np.zeros((batch_size, length), np.float32)
     penalties = np.zeros((batch_size, length), np.float32)
     groups = np.full((batch_size,), -1, np.int32)
     baselines = np.zeros((batch_size,), np.float32)
     for row, sample in enumerate(samples):
         p, n = len(sample.prompt_tokens), len(sample.response_tokens)
-        tokens[row, :p] = sample.prompt_tokens
-        tokens[row, p:p + n] = sample.response_tokens
-        attention[row, :p + n] = True
-        response[row, p:p + n] = True
         rewards[row, p:p + n] = sample.token_rewards
         penalties[row, p:p + n] = sample.token_penalties
         groups[row] = sample.group_id

@@ -5,6 +5,7 @@ import pytest
 
 from rltf_jax.rollout import single_turn as loop
 from rltf_jax.data import load_problems
+from rltf_jax.ppo.length_groups import bucket_lengths
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_ppo_batch_layout_and_padding_rows():
 
 
 def test_bucket_length_rounds_up():
-    assert loop.bucket_length(1) == 64 and loop.bucket_length(64) == 64 and loop.bucket_length(65) == 128
+    assert bucket_lengths(1) == 64 and bucket_lengths(64) == 64 and bucket_lengths(65) == 128
 
 
 def test_replay_buffer_keeps_whole_recent_groups():
