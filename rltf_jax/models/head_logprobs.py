@@ -5,8 +5,8 @@ PPO needs two numbers per position from the vocabulary distribution: the log-pro
 token that was generated and (as a metric, or a bonus) the entropy. Computed from materialised
 logits, SmolLM2's [8, 255, 49152] float32 logits are 400 MB, and autodiff of log-softmax, of
 `take_along_axis` (a scatter into a zeroed [B, T, V] array) and of the entropy makes several more
-full passes, three of them with an `exp` over 100M elements. Profiled on the bfloat16 train step,
-the head and its softmax were ~40% of the step. Here (as in Liger's fused linear cross-entropy):
+full passes, three of them with an `exp` over 100M elements: a large share of the bfloat16 train
+step in a profile. Here (as in Liger's fused linear cross-entropy):
 
 - forward, per chunk of the sequence: logits = h · Wᵀ / τ, m = max, e = exp(logits - m) once,
   lse = m + log Σe, entropy = lse - Σ e·logits / Σe, log π(target) = logits[target] - lse;

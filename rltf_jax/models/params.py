@@ -108,7 +108,7 @@ def load_weights(config: ModelConfig, source, shardings=None) -> CausalLM:
 
 def random_model(config: ModelConfig, seed: int = 0) -> CausalLM:
     """A seeded random-init CausalLM (the tiny test models). The initialisers run as one jitted
-    function: run eagerly, each compiles on its own (~2.7 s a process, every time), while one
+    function: run eagerly, each compiles on its own in every process, while one
     function is compiled once and then comes from the persistent compilation cache."""
     graphdef = nnx.graphdef(nnx.eval_shape(lambda: CausalLM(config, rngs=nnx.Rngs(seed))))
     return nnx.merge(graphdef, _random_state(config, seed))

@@ -46,8 +46,8 @@ def generate_on_device(config, weights, prompt_tokens, prompt_mask, prompt_rows,
         hidden, prompt_len = rows(hidden), rows(prompt_len)
     # Decode slots: with `segments` > 0 they are split into that many cache buffers, each filled by
     # its own while_loop: a step writes only the current segment's buffer (XLA:CPU rewrites a whole
-    # bf16 buffer on every in-place write, so at batch 64 rewriting prompt + decode slots at every
-    # token cost 15% of the step) and attends to the prompt's buffer (written once, by the prefill),
+    # bf16 buffer on every in-place write, so rewriting prompt + decode slots at every token is a
+    # measurable share of a large batch's step) and attends to the prompt's buffer (written once, by the prefill),
     # the finished segments and the current one, never to segments not reached yet. Each extra
     # buffer costs two more small dots per layer, a loss where the cache is small (`decode_segments`).
     out_tokens, out_lp, out_mask, steps, buffers = decode_tokens(
