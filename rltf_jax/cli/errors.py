@@ -39,5 +39,10 @@ def report_user_errors(body: Callable[[], T], *, debug: bool) -> T:
     except USER_ERRORS as error:
         if debug:
             raise
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_with_error(error)
+
+
+def exit_with_error(error: BaseException, *, what: str = "") -> None:
+    """Prints ``error: <what><the error's message on one line>`` to stderr and exits with status 2."""
+    print(f"error: {what}{one_line(error)}", file=sys.stderr)
+    raise SystemExit(2) from None

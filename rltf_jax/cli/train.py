@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from rltf_jax.cli.errors import USER_ERRORS, one_line, report_user_errors
+from rltf_jax.cli.errors import USER_ERRORS, exit_with_error, report_user_errors
 from rltf_jax.run import setup as run_setup
 from rltf_jax.run.trainer import Trainer
 
@@ -55,9 +54,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     except (flags.Error, AttributeError, *USER_ERRORS) as error:  # AttributeError: a misspelt config key
         if "--debug" in argv:
             raise
-        what = "unknown config key " if isinstance(error, AttributeError) else ""
-        print(f"error: {what}{one_line(error)}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_with_error(error, what="unknown config key " if isinstance(error, AttributeError) else "")
 
 
 def run() -> None:

@@ -164,8 +164,13 @@ class SupervisedSteps:
 METHODS: dict[str, type] = {"rltf": SingleTurnRollouts, "rlef": EpisodeRollouts, "supervised": SupervisedSteps}
 
 
-def make_method(name: str, ctx: RolloutContext) -> StepMethod:
-    """The step method ``config.method`` names."""
+def check_method(name: str) -> None:
+    """Raises ValueError unless ``name`` is a step method (the trainer checks before loading a model)."""
     if name not in METHODS:
         raise ValueError(f"config.method={name!r}; expected one of {tuple(METHODS)}")
+
+
+def make_method(name: str, ctx: RolloutContext) -> StepMethod:
+    """The step method ``config.method`` names."""
+    check_method(name)
     return METHODS[name](ctx)

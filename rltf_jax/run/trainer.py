@@ -38,7 +38,7 @@ from rltf_jax.ppo import (
 )
 from rltf_jax.ppo.length_groups import split_by_length
 from rltf_jax.ppo.supervised_update import make_supervised_update
-from rltf_jax.rollout.methods import METHODS, RolloutContext, make_method
+from rltf_jax.rollout.methods import RolloutContext, check_method, make_method
 from rltf_jax.rollout.single_turn import ProblemStream
 from rltf_jax.rollout.supervised import supervised_batch
 from rltf_jax.run import setup as run_setup
@@ -82,8 +82,7 @@ class Trainer:
         self.tokenizer = self.loaded.tokenizer
         # The update scores tokens under the distribution they were sampled from: softmax(logits / T).
         self.ppo_config = PPOConfig(**{"temperature": config.rollout.temperature, **config.ppo.to_dict()})
-        if config.method not in METHODS:
-            raise ValueError(f"config.method={config.method!r}; expected one of {tuple(METHODS)}")
+        check_method(config.method)
         state, self.defs = init_train_state(self.loaded, self.ppo_config, seed=config.seed)
         self.state = jax.device_put(state, train_state_shardings(state, self.mesh))
         self.identity = model_identity(config.model.name, self.loaded.config)

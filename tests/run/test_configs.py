@@ -9,7 +9,7 @@ from rltf_jax.run.config_files import load_config_file
 from rltf_jax.ppo import PPOConfig
 from rltf_jax.rewards import RewardConfig
 from rltf_jax.rewards.rlef import RLEFRewardConfig
-from rltf_jax.run.trainer import METHODS
+from rltf_jax.rollout.methods import METHODS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
