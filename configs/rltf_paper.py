@@ -27,7 +27,11 @@ from rltf_jax.run.config_files import sibling_config
 
 
 def get_config():
-    config = sibling_config(__file__, "default")
+    return paper_objective(sibling_config(__file__, "default"))
+
+
+def paper_objective(config):
+    """Sets ``config``'s objective to RLTF's own (the rest of the config is kept); returns it."""
     config.ppo.advantage = "greedy"
     config.ppo.policy_loss = "pg"
     config.ppo.normalize_advantages = False
