@@ -3,7 +3,7 @@
 SmolLM2-135M-Instruct (f32, the update of configs/rlef.py: turn-level values, KL 0.05, remat "auto";
 by default 8 rows in 2 microbatches, a quarter of configs/rlef.py's 32 in 4, to fit a session on a
 slow CPU), one batch of RLEF-shaped rows built to the statistics of the session-9 RLEF run
-(docs/results/rlef/rlef_s9/metrics.jsonl: 1.85 replies per episode, ~42 tokens per reply; feedback
+(docs/results/rlef/rlef_run3/metrics.jsonl: 1.85 replies per episode, ~42 tokens per reply; feedback
 ≤ 256 tokens): 1 reply with p 0.45, 2 with 0.25, 3 with 0.30; prompt 90–150 tokens, replies 15–70,
 feedback 80–256 (uniform). Token ids are random: the update's cost does not depend on them.
 

@@ -1,6 +1,6 @@
 """Session-14 probe: generate for 24 distinct ~452-token prompts, 1 and 64 new tokens, in DTYPE (argv[1]).
 
-    flock /tmp/rltf_heavy.lock .venv/bin/python docs/results/prefill_probe_s14.py bfloat16
+    flock /tmp/rltf_heavy.lock .venv/bin/python docs/results/prefill_probe.py bfloat16
 """
 import time, jax
 from rltf_jax.models import load_model
