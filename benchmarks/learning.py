@@ -19,13 +19,15 @@ measured once on the same sets (greedy decoding is deterministic). Arms:
     python benchmarks/learning.py [--arms rltf,supervised,...] [--seed 0] [--minutes 60]
         [--workdir runs/learning_unseen] [--no-humaneval] [--base-only] [--fresh]
         [--sft-share 0.25] [--set key=value ...]
+    python benchmarks/learning.py --collect docs/results/learning_unseen [--workdir ...]
 
 An arm's run directory keeps its metrics, checkpoints and `evals.json`; an arm that was stopped
 (Ctrl-C ends it at a step with a checkpoint) resumes with the training time it had already spent
 (`--fresh` starts it over). Results accumulate in `<workdir>/results.jsonl` (an arm and seed already
 there is not re-run), the base model's in `<workdir>/base.json`; the report (learning_report.py:
 gains with paired bootstrap CIs over problems, pooled over seeds) goes to `<workdir>/learning.md`
-and, as one JSON object, to the last line printed.
+and, as one JSON object, to the last line printed. `--collect DIR` copies the raw results (the
+files above and each run's config, metrics, summary and evaluations; no checkpoints) to DIR.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ ARMS = {
     "sft_rltf": {"phases": ("supervised", "rltf")},
 }
 HUMANEVAL_MAX_NEW_TOKENS = 384
+RAW_RESULT_FILES = ("base.json", "results.jsonl", "learning.md", "config.json", "metrics.jsonl",
+                    "summary.json", "evals.json")
 
 
 def _set(config, key: str, value) -> None:
@@ -204,6 +208,21 @@ def base_evals(args) -> dict:
     return base
 
 
+def collect(workdir: str, out: str) -> list[str]:
+    """Copies ``RAW_RESULT_FILES`` from ``workdir`` and its run directories (not checkpoints,
+    TensorBoard logs or exported models) to the same relative paths under ``out``."""
+    copied = []
+    for folder, subfolders, files in os.walk(workdir):
+        subfolders[:] = sorted(d for d in subfolders if d not in ("checkpoints", "tensorboard")
+                               and not d.endswith("_export"))
+        for name in sorted(set(files) & set(RAW_RESULT_FILES)):
+            relative = os.path.relpath(os.path.join(folder, name), workdir)
+            os.makedirs(os.path.dirname(os.path.join(out, relative)), exist_ok=True)
+            shutil.copyfile(os.path.join(folder, name), os.path.join(out, relative))
+            copied.append(relative)
+    return copied
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", default="rltf,supervised,sft_rltf")
@@ -216,6 +235,7 @@ def parse_args(argv):
     parser.add_argument("--fresh", action="store_true", help="delete an interrupted arm's run directory and start it over")
     parser.add_argument("--sft-share", type=float, default=0.25, help="sft_rltf: the supervised share of the budget")
     parser.add_argument("--set", action="append", default=[], help="config override key=value")
+    parser.add_argument("--collect", metavar="DIR", help="copy the raw results to DIR and stop")
     args = parser.parse_args(argv)
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = sorted(set(args.arms) - set(ARMS))
@@ -228,6 +248,9 @@ def parse_args(argv):
 
 def main(argv=None) -> dict | None:
     args = parse_args(argv)
+    if args.collect:
+        print(f"copied {len(collect(args.workdir, args.collect))} files to {args.collect}")
+        return None
     from learning_report import markdown, report
     from rltf_jax.run import setup as run_setup
 

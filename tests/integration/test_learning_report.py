@@ -63,3 +63,19 @@ def test_a_later_row_for_the_same_seed_replaces_the_earlier():
 
 def test_paired_difference_needs_shared_problems():
     assert paired_difference({"a": 1.0}, {"b": 0.0}) is None
+
+
+def test_collect_copies_results_but_not_checkpoints(tmp_path):
+    from learning import collect
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    for path in ("base.json", "results.jsonl", "rltf_seed0/metrics.jsonl", "rltf_seed0/evals.json",
+                 "rltf_seed0/checkpoints/5/state", "rltf_seed0/tensorboard/events", "rltf_seed0/notes.txt",
+                 "sft_rltf_seed0/supervised/config.json", "sft_rltf_seed0/supervised_export/config.json"):
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(path)
+    copied = collect(str(work), str(out))
+    assert sorted(copied) == ["base.json", "results.jsonl", "rltf_seed0/evals.json", "rltf_seed0/metrics.jsonl",
+                              "sft_rltf_seed0/supervised/config.json"]
+    assert (out / "rltf_seed0" / "evals.json").read_text() == "rltf_seed0/evals.json"
+    assert not (out / "sft_rltf_seed0" / "supervised_export").exists()
