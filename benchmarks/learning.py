@@ -106,7 +106,8 @@ def eval_sets(config, humaneval: bool) -> dict[str, list]:
 
 
 def evaluate(trainer, sets: dict[str, list]) -> dict:
-    """Greedy pass@1 of the trainer's current policy on every set, with each problem's 0/1."""
+    """Greedy pass@1 of the trainer's current policy on every set, with each problem's 0/1 and its
+    reply's verdict ("pass", "wrong_answer", "syntax_error", ...: what it fails on)."""
     from rltf_jax.evaluation.single_turn import evaluate_problems
 
     out = {}
@@ -120,7 +121,9 @@ def evaluate(trainer, sets: dict[str, list]) -> dict:
             stop_after_code_block=trainer.config.rollout.stop_after_code_block)
         out[name] = {"pass@1": float(scores["pass@1"]), "problems": int(scores["num_problems"]),
                      "sandbox_errors": int(scores["sandbox_errors"]), "minutes": (time.time() - started) / 60,
-                     "per_problem": {p["id"]: p["correct"] / p["n"] for p in scores["problems"]}}
+                     "verdicts": scores["verdicts"],
+                     "per_problem": {p["id"]: p["correct"] / p["n"] for p in scores["problems"]},
+                     "verdict_per_problem": {p["id"]: p["verdicts"][0] for p in scores["problems"]}}
     return out
 
 

@@ -55,8 +55,8 @@ def score(problems: Sequence[Problem], verdicts: Sequence[Sequence[str]], ks: Se
         "ci95": ci, "by_difficulty": by_difficulty, "num_problems": len(problems),
         "num_samples": num_samples, "verdicts": dict(sorted(histogram.items())),
         "sandbox_errors": histogram.get("sandbox_error", 0),
-        "problems": [{"id": p.id, "difficulty": p.difficulty, "n": n, "correct": c}
-                     for p, n, c in zip(problems, counts, correct)]})
+        "problems": [{"id": p.id, "difficulty": p.difficulty, "n": n, "correct": c, "verdicts": list(vs)}
+                     for p, n, c, vs in zip(problems, counts, correct, verdicts)]})
     return result
 
 

