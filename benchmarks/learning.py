@@ -277,7 +277,10 @@ def main(argv=None) -> dict | None:
         done.append(row)
         with open(results_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
-    numbers = report(done, base)
+    from rltf_jax.data import load_problems
+
+    labels = {p.id: f"{p.mode}/{p.difficulty}" for p in load_problems("starter:unseen")}
+    numbers = report(done, base, labels)
     with open(os.path.join(args.workdir, "learning.md"), "w", encoding="utf-8") as handle:
         handle.write(markdown(numbers) + "\n")
     print(markdown(numbers))

@@ -74,8 +74,9 @@ def by_arm(rows: Iterable[dict]) -> dict[str, list[dict]]:
     return dict(grouped)
 
 
-def report(rows: Iterable[dict], base: dict) -> dict:
-    """Every arm's `arm_summary` and every `COMPARISONS` pair present, on every evaluation set."""
+def report(rows: Iterable[dict], base: dict, labels: dict[str, str] | None = None) -> dict:
+    """Every arm's `arm_summary` and every `COMPARISONS` pair present, on every evaluation set;
+    with ``labels`` (unseen problem id -> group) also each arm's `group_gains` on `starter:unseen`."""
     arms = by_arm(rows)
     comparisons = {}
     for arm, minus, question in COMPARISONS:
@@ -84,8 +85,39 @@ def report(rows: Iterable[dict], base: dict) -> dict:
                 eval_set: paired_difference(seed_mean_scores(arms[arm], eval_set),
                                             seed_mean_scores(arms[minus], eval_set))
                 for eval_set in EVAL_SETS}}
-    return {"arms": {arm: arm_summary(arm_rows, base) for arm, arm_rows in arms.items()},
-            "comparisons": comparisons}
+    out = {"arms": {arm: arm_summary(arm_rows, base) for arm, arm_rows in arms.items()},
+           "comparisons": comparisons}
+    if labels:
+        out["groups"] = {arm: group_gains(arm_rows, base, "unseen", labels) for arm, arm_rows in arms.items()}
+    return out
+
+
+def group_gains(rows: Sequence[dict], base: dict, eval_set: str, labels: dict[str, str]) -> dict:
+    """One arm's pass@1 (%) before and after and its paired gain per group of problems
+    (``labels``: problem id -> group, e.g. "call/easy"), so where it learned shows."""
+    base_scores = base.get(eval_set, {}).get("per_problem") or {}
+    after = seed_mean_scores(rows, eval_set)
+    out = {}
+    for group in sorted(set(labels.values())):
+        ids = [pid for pid in after if labels.get(pid) == group and pid in base_scores]
+        if ids:
+            out[group] = {"problems": len(ids), "base": 100 * sum(base_scores[p] for p in ids) / len(ids),
+                          "after": 100 * sum(after[p] for p in ids) / len(ids),
+                          "gain": paired_difference({p: after[p] for p in ids}, base_scores)}
+    return out
+
+
+def group_markdown(numbers: dict, eval_set: str) -> str:
+    """The per-group gains (`group_gains`, under numbers["groups"][arm]) on one set as Markdown."""
+    groups = sorted({g for arm in numbers.get("groups", {}).values() for g in arm})
+    if not groups:
+        return ""
+    lines = [f"| arm | " + " | ".join(groups) + " |", "|---" * (1 + len(groups)) + "|"]
+    for arm, values in numbers["groups"].items():
+        cells = [f"{values[g]['base']:.0f}% → {values[g]['after']:.0f}% (n={values[g]['problems']})"
+                 if g in values else "–" for g in groups]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return f"{eval_set} by problem kind and difficulty:\n\n" + "\n".join(lines)
 
 
 def _gain_cell(gain: dict | None) -> str:
@@ -118,4 +150,5 @@ def markdown(numbers: dict) -> str:
         for name, values in numbers["comparisons"].items():
             lines.append(f"| {name} | {values['question']} | "
                          + " | ".join(_gain_cell(values.get(e)) for e in EVAL_SETS) + " |")
-    return "\n".join(lines)
+    groups = group_markdown(numbers, "unseen")
+    return "\n".join(lines) + ("\n\n" + groups if groups else "")

@@ -79,3 +79,13 @@ def test_collect_copies_results_but_not_checkpoints(tmp_path):
                               "sft_rltf_seed0/supervised/config.json"]
     assert (out / "rltf_seed0" / "evals.json").read_text() == "rltf_seed0/evals.json"
     assert not (out / "sft_rltf_seed0" / "supervised_export").exists()
+
+
+def test_gains_by_group_show_where_an_arm_learned():
+    labels = {"a": "call/easy", "b": "call/easy", "c": "stdio/hard", "d": "stdio/hard"}
+    numbers = report(RLTF + SUPERVISED, BASE, labels)
+    easy, hard = numbers["groups"]["rltf"]["call/easy"], numbers["groups"]["rltf"]["stdio/hard"]
+    # call/easy: base a=0, b=1 -> after 1, 0.5; stdio/hard: base 0, 0 -> after 0.5, 0
+    assert easy["problems"] == 2 and easy["base"] == pytest.approx(50.0) and easy["after"] == pytest.approx(75.0)
+    assert hard["gain"]["points"] == pytest.approx(25.0)
+    assert "| rltf | 50% → 75% (n=2) | 0% → 25% (n=2) |" in markdown(numbers)
