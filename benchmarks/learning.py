@@ -140,15 +140,13 @@ def _write_json(path: str, value) -> None:
     os.replace(path + ".tmp", path)
 
 
-def train(config, workdir: str, fresh: bool, sets: dict | None = None) -> dict:
+def train(config, workdir: str, sets: dict | None = None) -> dict:
     """Trains one run to its budget (a finished run is not trained again); evaluates it on ``sets``
     into ``<workdir>/evals.json`` unless there already. Returns the run's numbers; ``interrupted``
     is true when Ctrl-C stopped it (then nothing is evaluated)."""
     from rltf_jax.run.metrics import read_metrics
     from rltf_jax.run.trainer import Trainer
 
-    if fresh and os.path.isdir(workdir):
-        shutil.rmtree(workdir)  # old checkpoints and metrics would mix with the new run's
     summary = _read_json(os.path.join(workdir, "summary.json"))
     finished = summary is not None and not summary["interrupted"]
     evals = _read_json(os.path.join(workdir, "evals.json"))
@@ -172,11 +170,11 @@ def run_arm(name: str, args) -> dict | None:
     started = time.time()
     arm_dir = os.path.join(args.workdir, f"{name}_seed{args.seed}")
     if args.fresh and os.path.isdir(arm_dir):
-        shutil.rmtree(arm_dir)
+        shutil.rmtree(arm_dir)  # old checkpoints and metrics would mix with the new run's
     if "phases" in ARMS[name]:
         first, second = ARMS[name]["phases"]
         sft_minutes = args.minutes * args.sft_share
-        phase = train(arm_config(first, args, minutes=sft_minutes), os.path.join(arm_dir, first), False)
+        phase = train(arm_config(first, args, minutes=sft_minutes), os.path.join(arm_dir, first))
         if phase["interrupted"]:
             return None
         export_dir = os.path.join(arm_dir, f"{first}_export")
@@ -185,12 +183,12 @@ def run_arm(name: str, args) -> dict | None:
 
             export_main(["--checkpoint", os.path.join(arm_dir, first), "--out", export_dir])
         config = arm_config(second, args, minutes=args.minutes - phase["train_minutes"], model=export_dir)
-        run = train(config, os.path.join(arm_dir, second), False, eval_sets(config, args.humaneval))
+        run = train(config, os.path.join(arm_dir, second), eval_sets(config, args.humaneval))
         run.update(steps=phase["steps"] + run["steps"], train_minutes=phase["train_minutes"] + run["train_minutes"],
                    samples=phase["samples"] + run["samples"], phase_steps=[phase["steps"], run["steps"]])
     else:
         config = arm_config(name, args, minutes=args.minutes)
-        run = train(config, arm_dir, False, eval_sets(config, args.humaneval))
+        run = train(config, arm_dir, eval_sets(config, args.humaneval))
     if run["interrupted"]:
         return None
     return {"arm": name, "seed": args.seed, "wall_minutes": (time.time() - started) / 60.0,
