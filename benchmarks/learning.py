@@ -107,23 +107,26 @@ def eval_sets(config, humaneval: bool) -> dict[str, list]:
 
 def evaluate(trainer, sets: dict[str, list]) -> dict:
     """Greedy pass@1 of the trainer's current policy on every set, with each problem's 0/1 and its
-    reply's verdict ("pass", "wrong_answer", "syntax_error", ...: what it fails on)."""
+    reply's verdict ("pass", "wrong_answer", "syntax_error", ...: what it fails on) and the program
+    graded (None where the reply held no code), so what a policy wrote can be read afterwards."""
     from rltf_jax.evaluation.single_turn import evaluate_problems
 
     out = {}
     for name, problems in sets.items():
         started = time.time()
+        samples: list = []
         scores = evaluate_problems(
             trainer.sampler, trainer.client, problems, tokenizer=trainer.tokenizer, temperature=0.0,
             max_new_tokens=HUMANEVAL_MAX_NEW_TOKENS if name == "humaneval" else trainer.config.eval.max_new_tokens,
             style="chat" if name == "humaneval" else trainer.config.data.prompt_style,
             batch_size=trainer.config.eval.batch_size, limits=trainer.limits, progress=False,
-            stop_after_code_block=trainer.config.rollout.stop_after_code_block)
+            stop_after_code_block=trainer.config.rollout.stop_after_code_block, samples=samples)
         out[name] = {"pass@1": float(scores["pass@1"]), "problems": int(scores["num_problems"]),
                      "sandbox_errors": int(scores["sandbox_errors"]), "minutes": (time.time() - started) / 60,
                      "verdicts": scores["verdicts"],
                      "per_problem": {p["id"]: p["correct"] / p["n"] for p in scores["problems"]},
-                     "verdict_per_problem": {p["id"]: p["verdicts"][0] for p in scores["problems"]}}
+                     "verdict_per_problem": {p["id"]: p["verdicts"][0] for p in scores["problems"]},
+                     "program_per_problem": {problem.id: program for problem, program in samples}}
     return out
 
 

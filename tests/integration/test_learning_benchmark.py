@@ -44,6 +44,9 @@ def test_arms_accumulate_and_are_not_rerun(tmp_path):
         assert scores["pass@1"] == pytest.approx(sum(scores["per_problem"].values()) / 4)
         assert {pid: v == "pass" for pid, v in scores["verdict_per_problem"].items()} == {
             pid: s == 1.0 for pid, s in scores["per_problem"].items()}
+        programs = scores["program_per_problem"]  # what the policy wrote, None where no code
+        assert set(programs) == set(scores["per_problem"])
+        assert all(programs[pid] for pid, v in scores["verdict_per_problem"].items() if v == "pass")
         assert sum(scores["verdicts"].values()) == 4
     unseen_ids = set(coarse["evals"]["unseen"]["per_problem"])
     assert unseen_ids.isdisjoint(coarse["evals"]["heldout"]["per_problem"])
