@@ -257,7 +257,7 @@ class CausalLM(nnx.Module):
         return init_cache(self.config, batch, max_len, dtype)
 
     def hidden_states(self, tokens, positions, attention_mask, cache: KVCache | None = None, *,
-                      cache_is_empty: bool = False, layer_dtype=None):
+                      cache_is_empty: bool = False, layer_dtype=None, segment_ids=None):
         """tokens, positions [B, T] int32; attention_mask [B, T] bool (True = real token).
 
         Returns (hidden [B, T, D] after the final norm, in the compute dtype; the updated cache or None).
@@ -271,6 +271,9 @@ class CausalLM(nnx.Module):
         layer scan. Mixed-precision training stores float32 parameters and computes in bfloat16:
         cast before the scan, their gradients would leave it as stacked bfloat16 arrays, which
         XLA:CPU assembles by converting the whole stack to float32 and back at every layer.
+
+        segment_ids [B, T] int32 (cache-free forward only): packed rows (ppo/shared_prompts.py). A
+        query sees a key of segment 0 (the shared prompt) or of its own segment, never another's.
         """
         c, dt = self.config, self.config.compute_dtype
         if tokens.ndim != 2 or positions.shape != tokens.shape or attention_mask.shape != tokens.shape:
@@ -281,6 +284,11 @@ class CausalLM(nnx.Module):
         x = jnp.take(self.embed[...], tokens, axis=0).astype(dt)
         causal = jnp.tril(jnp.ones((t, t), bool))
         self_mask = causal[None] & attention_mask[:, None, :]
+        if segment_ids is not None:
+            if cache is not None or segment_ids.shape != tokens.shape:
+                raise ValueError(f"segment_ids {segment_ids.shape} need a cache-free forward of tokens {tokens.shape}")
+            keys = segment_ids[:, None, :]
+            self_mask = self_mask & ((keys == 0) | (keys == segment_ids[:, :, None]))
         inv_freq = jnp.asarray(rope_inv_freq(c))
         params = self.layers.stacked()
 

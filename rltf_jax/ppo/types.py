@@ -47,6 +47,9 @@ class PPOConfig:
     normalize_advantages: whiten advantages over the batch's response tokens.
     length_groups: rows sorted by length into this many groups, each padded to its own length
       (length_groups.py; the trainer splits the batch, the update takes the tuple). 1 = one padded batch.
+    share_prompts: the replies to one prompt packed behind one copy of it (shared_prompts.py: the
+      trainer packs, the update takes a PackedBatch). Single-turn, critic-free estimators only;
+      instead of length groups.
     """
 
     advantage: str = "gae"
@@ -80,6 +83,7 @@ class PPOConfig:
     normalize_advantages: bool = True
     advantage_eps: float = 1e-6
     length_groups: int = 1
+    share_prompts: bool = False
 
     def __post_init__(self):
         get_estimator(self.advantage)
@@ -94,6 +98,12 @@ class PPOConfig:
                    f"compute_dtype={self.compute_dtype!r} not float32 | bfloat16"),
                   (self.value_lr is None or (self.value_lr >= 0 and self.lr > 0),
                    f"value_lr={self.value_lr!r} needs lr > 0 and value_lr >= 0"),
+                  (not self.share_prompts or not NEEDS_VALUES[self.advantage],
+                   f"share_prompts packs rows for critic-free estimators; advantage={self.advantage!r} "
+                   "needs a value per row (set share_prompts=False)"),
+                  (not self.share_prompts or (self.length_groups == 1 and self.kl_form == "token"),
+                   "share_prompts replaces length groups and works on single-turn rows: it needs "
+                   "length_groups=1 and kl_form='token'"),
                   (min(self.epochs, self.num_minibatches, self.grad_accum, self.length_groups) >= 1,
                    "epochs, num_minibatches, grad_accum and length_groups must be ≥ 1")]
         for ok, message in checks:

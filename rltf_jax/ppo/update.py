@@ -16,7 +16,8 @@ The update, as pseudocode (each line is a function below or in ppo_losses.py / a
                                         - c_e entropy (+ β k3 in the loss) ]  # lax.scan, accumulation
             params = AdamW(clip_by_global_norm(g), warmup schedule)
 
-Sequences are `prompt ⧺ response` `[B, T]` (docs/interfaces.md). The "action" axis L = T - 1: the
+Sequences are `prompt ⧺ response` `[B, T]` (docs/interfaces.md); a `PackedBatch` (shared_prompts.py)
+holds the same rows with each prompt computed once, its per-action arrays on a compact [B, R] window. The "action" axis L = T - 1: the
 token at position t+1 is predicted from position t, so per-token arrays inside the update are
 `[B, T-1]` and `action_mask = response_mask[:, 1:]`. V at position t (read from hidden[t]) is the
 value of the state before action t+1; for RLEF's turn-level value it is the value at the last prompt
@@ -37,6 +38,8 @@ from rltf_jax.parallel.mesh import BATCH_AXES
 from rltf_jax.ppo import losses as L
 from rltf_jax.ppo.advantages import get_estimator
 from rltf_jax.ppo.length_groups import join_rows, split_rows
+from rltf_jax.ppo.packed_forward import PACKED_INPUTS, cast_floats, packed_forward, policy_model
+from rltf_jax.ppo.shared_prompts import PackedBatch
 from rltf_jax.ppo.state import ModelDefs, TrainState, make_optimizer, train_state_shardings
 from rltf_jax.ppo.turn_advantages import geometric_mean_turn_kl, turn_estimates
 from rltf_jax.ppo.types import PPOBatch, PPOConfig, complete_batch
@@ -47,10 +50,6 @@ def positions_from_mask(attention_mask: jax.Array) -> jax.Array:
     return jnp.maximum(jnp.cumsum(attention_mask.astype(jnp.int32), axis=1) - 1, 0)
 
 
-def _cast(params, dtype):
-    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
-
-
 def forward(defs: ModelDefs, config: PPOConfig, policy, value, tokens, attention_mask):
     """Per-action log π, entropy and values of a [b, T] batch.
 
@@ -58,22 +57,27 @@ def forward(defs: ModelDefs, config: PPOConfig, policy, value, tokens, attention
     """
     dtype = jnp.dtype(config.compute_dtype)
     positions = positions_from_mask(attention_mask)
-    # The decoder layers are cast inside the layer scan (CausalLM.hidden_states: layer_dtype).
-    cast = _cast(policy, dtype)
-    cast["layers"] = policy["layers"]
-    model = nnx.merge(defs.policy, cast)
+    model = policy_model(defs, policy, dtype)
     hidden, _ = model.hidden_states(tokens, positions, attention_mask, layer_dtype=dtype)
     weight, tied = model.head_weight()
     logprobs, entropy = token_logprobs_and_entropy_from_hidden(hidden[:, :-1], weight, tokens[:, 1:], tied=tied,
                                                                temperature=config.temperature)
     values = None
     if defs.value is not None:
-        value_model = nnx.merge(defs.value, _cast(value, dtype))
+        value_model = nnx.merge(defs.value, cast_floats(value, dtype))
         if config.value_mode == "shared":
             values = value_model(hidden[:, :-1])
         else:
             values = value_model(tokens, positions, attention_mask)[:, :-1]
     return logprobs, entropy, values
+
+
+def forward_microbatch(defs: ModelDefs, config: PPOConfig, policy, value, mb: dict):
+    """`forward` on a microbatch dict: packed rows when it holds PACKED_INPUTS (no values then),
+    else its tokens and attention_mask. Returns (logprobs, entropy, values or None) [b, L]."""
+    if "packed_tokens" in mb:
+        return (*packed_forward(defs, config, policy, mb), None)
+    return forward(defs, config, policy, value, mb["tokens"], mb["attention_mask"])
 
 
 def _chunked(fn, data: dict, chunks: int):
@@ -83,9 +87,24 @@ def _chunked(fn, data: dict, chunks: int):
     return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), out)
 
 
-def batch_parts(batch) -> tuple[PPOBatch, ...]:
-    """A PPOBatch, or a tuple of them (length groups, length_groups.py), as a tuple."""
-    return (batch,) if isinstance(batch, PPOBatch) else tuple(batch)
+def batch_parts(batch) -> tuple:
+    """A PPOBatch or PackedBatch, or a tuple of PPOBatches (length groups, length_groups.py), as a tuple."""
+    return (batch,) if isinstance(batch, (PPOBatch, PackedBatch)) else tuple(batch)
+
+
+def rows_of(part) -> PPOBatch:
+    """The PPOBatch a part's statistics are computed on (a PackedBatch's compact rows)."""
+    return part.rows if isinstance(part, PackedBatch) else part
+
+
+def model_inputs(part) -> dict:
+    """The [rows, ...] arrays a part's forward reads (forward_microbatch), to be cut into microbatches."""
+    rows = rows_of(part)
+    inputs = {"tokens": rows.tokens, "attention_mask": rows.attention_mask}
+    if isinstance(part, PackedBatch):
+        packing = part.packing
+        inputs.update(zip(PACKED_INPUTS, (packing.tokens, packing.segment_ids, packing.positions, packing.source)))
+    return inputs
 
 
 def join_parts(parts: tuple[PPOBatch, ...]) -> PPOBatch:
@@ -108,27 +127,29 @@ def join_parts(parts: tuple[PPOBatch, ...]) -> PPOBatch:
 def rollout_statistics(defs, config, state: TrainState, batch) -> dict:
     """Old log π, old values, reference log π, KL, advantages and returns (no gradient), [B, T-1].
 
-    `batch` is a PPOBatch or a tuple of length groups; with groups, the forwards run per group and
-    the statistics are over all rows joined (`join_parts` order, T = the longest group's)."""
+    `batch` is a PPOBatch, a PackedBatch (statistics on its compact rows) or a tuple of length
+    groups; with groups, the forwards run per group and the statistics are over all rows joined
+    (`join_parts` order, T = the longest group's)."""
     return _rollout_statistics(defs, config, state, batch_parts(batch))[0]
 
 
-def _rollout_statistics(defs, config, state: TrainState, parts: tuple[PPOBatch, ...]):
+def _rollout_statistics(defs, config, state: TrainState, parts: tuple):
     """(statistics over the joined rows, the joined PPOBatch)."""
     chunks = config.num_minibatches * config.grad_accum
+    if any(isinstance(p, PackedBatch) for p in parts) and (len(parts) > 1 or config.uses_values):
+        raise ValueError(f"a PackedBatch is one part of a critic-free update (advantage={config.advantage!r}, "
+                         f"{len(parts)} parts)")
 
     def stats(mb):
-        logp, _, values = forward(defs, config, state.policy, state.value, mb["tokens"], mb["attention_mask"])
-        ref_logp, _, _ = forward(defs._replace(value=None), config, state.reference, None,
-                                 mb["tokens"], mb["attention_mask"])
+        logp, _, values = forward_microbatch(defs, config, state.policy, state.value, mb)
+        ref_logp, _, _ = forward_microbatch(defs._replace(value=None), config, state.reference, None, mb)
         out = {"old_logp": logp, "ref_logp": ref_logp}
         if values is not None:
             out["old_values"] = values
         return out
 
-    pieces = [jax.lax.stop_gradient(_chunked(stats, {"tokens": p.tokens, "attention_mask": p.attention_mask},
-                                             chunks)) for p in parts]
-    batch = join_parts(parts)
+    pieces = [jax.lax.stop_gradient(_chunked(stats, model_inputs(p), chunks)) for p in parts]
+    batch = join_parts(tuple(rows_of(p) for p in parts))
     stats = {k: join_rows([p[k] for p in pieces], batch.tokens.shape[1] - 1) if len(parts) > 1 else pieces[0][k]
              for k in pieces[0]}
     mask = batch.response_mask[:, 1:]
@@ -172,8 +193,7 @@ def _rollout_statistics(defs, config, state: TrainState, parts: tuple[PPOBatch, 
 def loss_fn(params, defs, config, kl_coef, mb: dict, denominator, value_denominator=None):
     """The PPO loss of one microbatch and its metric sums: policy terms are sums over its action
     tokens / `denominator`, the value loss a sum over its value positions / `value_denominator`."""
-    logp, entropy, values = forward(defs, config, params["policy"], params["value"],
-                                    mb["tokens"], mb["attention_mask"])
+    logp, entropy, values = forward_microbatch(defs, config, params["policy"], params["value"], mb)
     mask = mb["action_mask"]
     if config.policy_loss == "pg":
         policy_loss, clipped = L.policy_gradient_loss(logp, mb["advantages"], mask, denominator), 0.0
@@ -236,24 +256,25 @@ def ppo_update(defs: ModelDefs, config: PPOConfig, state: TrainState, batch):
 
     `batch`: a PPOBatch, or a tuple of PPOBatches of rows grouped by length (length_groups.py), each
     group's rows divisible by num_minibatches × grad_accum; every minibatch takes the same share of
-    each group."""
-    parts = tuple(PPOBatch(*(None if x is None else jnp.asarray(x) for x in p)) for p in batch_parts(batch))
+    each group. Or a PackedBatch (shared_prompts.py): its microbatches are fixed by the packing, so
+    rows are not shuffled between minibatches."""
+    parts = tuple(jax.tree.map(jnp.asarray, p) for p in batch_parts(batch))
+    packed = isinstance(parts[0], PackedBatch)
     per_step = config.num_minibatches * config.grad_accum
-    sizes = [p.tokens.shape[0] for p in parts]
+    sizes = [rows_of(p).tokens.shape[0] for p in parts]
     if any(size % per_step for size in sizes):
         raise ValueError(f"batch rows {sizes} are not divisible by num_minibatches × grad_accum = {per_step}")
     stats, joined = _rollout_statistics(defs, config, state, parts)
-    widths = [p.tokens.shape[1] - 1 for p in parts]
+    widths = [rows_of(p).tokens.shape[1] - 1 for p in parts]
     split = {k: split_rows(stats[k], widths, sizes) for k in PER_ACTION_STATS if k in stats}
-    data = tuple(dict({k: v[g] for k, v in split.items()}, tokens=p.tokens, attention_mask=p.attention_mask)
-                 for g, p in enumerate(parts))
+    data = tuple(dict({k: v[g] for k, v in split.items()}, **model_inputs(p)) for g, p in enumerate(parts))
     optimizer = make_optimizer(config)
     rng, epoch_rng = jax.random.split(jax.random.wrap_key_data(state.rng))
 
     def shaped(part: dict, size: int, key):
-        order = jax.random.permutation(key, size)
-        return jax.tree.map(lambda x: x[order].reshape(config.num_minibatches, config.grad_accum,
-                                                       size // per_step, *x.shape[1:]), part)
+        order = None if packed else jax.random.permutation(key, size)
+        return jax.tree.map(lambda x: (x if order is None else x[order]).reshape(
+            config.num_minibatches, config.grad_accum, x.shape[0] // per_step, *x.shape[1:]), part)
 
     def epoch(carry, key):
         keys = [key] if len(parts) == 1 else list(jax.random.split(key, len(parts)))
@@ -315,10 +336,13 @@ def make_update(defs: ModelDefs, config: PPOConfig, *, mesh=None, state: TrainSt
 
 
 def _with_penalties(update):
-    """The update on `complete_batch` of the batch (or of each length group)."""
+    """The update on `complete_batch` of the batch (or of each length group, or of packed rows)."""
+
+    def complete(part):
+        return part._replace(rows=complete_batch(part.rows)) if isinstance(part, PackedBatch) else complete_batch(part)
 
     def call(state: TrainState, batch):
-        parts = tuple(complete_batch(p) for p in batch_parts(batch))
-        return update(state, parts[0] if isinstance(batch, PPOBatch) else parts)
+        parts = tuple(complete(p) for p in batch_parts(batch))
+        return update(state, parts[0] if isinstance(batch, (PPOBatch, PackedBatch)) else parts)
 
     return call

@@ -16,6 +16,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 
@@ -37,6 +38,7 @@ from rltf_jax.ppo import (
     update_kl_coef,
 )
 from rltf_jax.ppo.length_groups import split_by_length
+from rltf_jax.ppo.shared_prompts import pack_shared_prompts
 from rltf_jax.ppo.supervised_update import make_supervised_update
 from rltf_jax.rollout.methods import RolloutContext, check_method, make_method
 from rltf_jax.rollout.single_turn import ProblemStream
@@ -134,8 +136,14 @@ class Trainer:
 
     def _check_multiprocess(self, config) -> None:
         count = jax.process_count()
+        if self.ppo_config.share_prompts and config.method == "rlef":
+            raise ValueError("ppo.share_prompts packs single-turn rows; RLEF's episodes need "
+                             "--config.ppo.share_prompts=False")
         if count == 1:
             return
+        if self.ppo_config.share_prompts:
+            raise ValueError("ppo.share_prompts packs each prompt's replies within one process; a "
+                             "multi-process run needs --config.ppo.share_prompts=False")
         if config.buffer.replay_samples:
             raise ValueError("buffer.replay_samples > 0 is not supported in multi-process runs yet")
         multihost.process_share(range(config.data.problems_per_step))  # divisible by the process count
@@ -250,12 +258,17 @@ class Trainer:
         return metrics
 
     def length_grouped(self, batch: PPOBatch):
-        """This process's batch -> the update's input: one PPOBatch, or `ppo.length_groups` groups of
-        rows of similar length (length_groups.py), as global arrays in a multi-process run."""
+        """This process's batch -> the update's input: one PPOBatch, `ppo.length_groups` groups of
+        rows of similar length (length_groups.py), as global arrays in a multi-process run, or the
+        rows packed behind their shared prompts (`ppo.share_prompts`, one process)."""
         groups = self.ppo_config.length_groups
+        per_step = self.ppo_config.num_minibatches * self.ppo_config.grad_accum
+        if self.ppo_config.share_prompts:
+            # packed rows are sharded over the batch axis like the rows: their count must divide
+            devices = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+            return pack_shared_prompts(batch, per_step, packed_rows_multiple=devices // math.gcd(devices, per_step))
         if groups == 1:
             return multihost.global_batch(complete_batch(batch), self.mesh, sharding.BATCH_AXES)
-        per_step = self.ppo_config.num_minibatches * self.ppo_config.grad_accum
         parts = split_by_length(batch, groups, rows_multiple=per_step, agree=multihost.agree_max)
         return tuple(multihost.global_batch(p, self.mesh, sharding.BATCH_AXES) for p in parts)
 

@@ -1,6 +1,6 @@
 """A PPO update on a faked 8-device CPU mesh (data 2 × fsdp 2 × tensor 2) equals the
-single-device update, in float32 and with bfloat16 compute (models/matmul.py's custom VJP), and over
-two length groups (length_groups.py). Runs in a subprocess: XLA_FLAGS must be set before jax is imported."""
+single-device update, in float32 and with bfloat16 compute (models/matmul.py's custom VJP), over
+two length groups (length_groups.py) and over packed shared prompts (shared_prompts.py). Runs in a subprocess: XLA_FLAGS must be set before jax is imported."""
 
 import json
 import os
@@ -22,17 +22,25 @@ SCRIPT = textwrap.dedent("""
     from rltf_jax.models.params import random_model
 
     assert jax.device_count() == 8, jax.devices()
+    packed = os.environ["LENGTH_GROUPS"] == "packed"
     config = ppo.PPOConfig(lr=1e-3, epochs=2, num_minibatches=2, grad_accum=2, vf_coef=0.5,
-                           compute_dtype=os.environ["COMPUTE_DTYPE"])
+                           compute_dtype=os.environ["COMPUTE_DTYPE"], advantage="grpo" if packed else "gae")
     rng = np.random.default_rng(0)
     b, p, n = 16, 4, 6
     prompt_mask = np.ones((b, p), bool); prompt_mask[::3, :2] = False
     response_mask = np.arange(n)[None] < rng.integers(2, n + 1, b)[:, None]
-    batch = ppo.batch_from_rollout(rng.integers(0, 64, (b, p)), prompt_mask, rng.integers(0, 64, (b, n)),
+    prompts = rng.integers(0, 64, (b, p))
+    if packed:  # four replies to each prompt
+        prompts = np.repeat(prompts[::4], 4, axis=0)
+    batch = ppo.batch_from_rollout(prompts, prompt_mask, rng.integers(0, 64, (b, n)),
                                    response_mask, rng.normal(size=(b, n)).astype(np.float32) * response_mask,
                                    np.arange(b) // 4)
     full = batch
-    if os.environ["LENGTH_GROUPS"] != "1":
+    if packed:
+        from rltf_jax.ppo.shared_prompts import pack_shared_prompts
+        batch = pack_shared_prompts(batch, 4, multiple=4)
+        assert batch.packing.tokens.shape[0] < b, batch.packing.tokens.shape
+    elif os.environ["LENGTH_GROUPS"] != "1":
         from rltf_jax.ppo.length_groups import split_by_length
         batch = split_by_length(batch, int(os.environ["LENGTH_GROUPS"]), rows_multiple=4, multiple=4)
         assert len({part.tokens.shape[1] for part in batch}) == 2, [part.tokens.shape for part in batch]
@@ -95,7 +103,7 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype,groups", [("float32", 1), ("bfloat16", 1), ("float32", 2)])
+@pytest.mark.parametrize("dtype,groups", [("float32", 1), ("bfloat16", 1), ("float32", 2), ("float32", "packed")])
 def test_sharded_update_equals_single_device(dtype, groups):
     env = dict(os.environ, TESTS_DIR=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers"), JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=8", COMPUTE_DTYPE=dtype,
