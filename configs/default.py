@@ -21,10 +21,10 @@ def get_config() -> ml_collections.ConfigDict:
     # rlef: multi-turn episodes with execution feedback on public tests, rewarded on private tests.
     config.method = "rltf"
     # Number of RL steps (one step = sample, execute, score, update). A resumed run continues to it.
-    config.total_steps = 40
+    config.total_steps = 150
     # Wall-clock budget for training in minutes (held-out evaluation excluded; 0 = no limit): the
     # run ends, evaluated and checkpointed, before a step that would end past it. `make train`
-    # trains for 15 minutes or 40 steps, whichever comes first.
+    # trains for 15 minutes or 150 steps, whichever comes first (on a 2-core CPU the minutes).
     config.max_train_minutes = 15.0
     # XLA:CPU holds every compiled program's kernels in their own memory maps; past this fraction
     # of Linux's vm.max_map_count the trainer drops all compiled programs between steps (they
@@ -105,9 +105,9 @@ def get_config() -> ml_collections.ConfigDict:
         # matmuls in bf16 with f32 accumulation, params and AdamW in f32: on a CPU the update is
         # most of a step (docs/benchmarks.md has the measured speed-up)
         compute_dtype="bfloat16",
-        # rows sorted by length into two groups, each padded to its own longest row
-        # (rltf_jax/ppo/length_groups.py)
-        length_groups=2)
+        # the 4 replies to a problem packed behind one copy of its prompt, which is most of an
+        # unpadded row (rltf_jax/ppo/shared_prompts.py; docs/benchmarks.md has the speed-up)
+        share_prompts=True)
 
     # RLEF episodes (config.method = "rlef"; rltf_jax.rollout.episodes). Rewards: RLEFRewardConfig's
     # values (rltf_jax/rewards/rlef.py), per_token fine-grained scaling as above when it is turned on.

@@ -18,7 +18,9 @@ def get_config():
     config.ppo.value_lr = 1e-4
     config.ppo.kl_form = "token"        # or "turn_mean": RLEF's geometric-mean ratio per reply
     # Episodes of 1 and of 3 replies differ several-fold in length: run the update's model passes on
-    # two groups of rows sorted by length (the same update, faster: docs/benchmarks.md, RLEF).
+    # two groups of rows sorted by length (the same update, faster: docs/benchmarks.md, RLEF), not
+    # the default's packed prompts (single-turn rows only).
+    config.ppo.share_prompts = False
     config.ppo.length_groups = 2
     # The update in bfloat16 (float32 parameters and optimizer); its speed and its agreement with the
     # float32 update are in docs/benchmarks.md, RLEF.

@@ -34,6 +34,10 @@ def _assert_one_line_error(result, *fragments):
     (["--config", "configs/tiny.py", "--config.data.train=nosuch:x"], ["unknown dataset 'nosuch'"]),
     (["--config", "configs/tiny.py", "--config.data.train=mbpp:/no/such/file.jsonl"],
      ["no such dataset file", "/no/such/file.jsonl"]),
+    (["--config", "configs/tiny.py", "--config.method=rlef"],
+     ["share_prompts packs single-turn rows", "--config.ppo.share_prompts=False"]),
+    (["--config", "configs/tiny.py", "--config.ppo.advantage=gae"],
+     ["advantage='gae' needs a value per row", "share_prompts=False"]),
 ])
 def test_train_reports_a_users_mistake_in_one_line(tmp_path, args, fragments):
     _assert_one_line_error(_run("rltf_jax.train", *args, "--workdir", tmp_path / "run"), *fragments)

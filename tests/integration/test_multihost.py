@@ -28,7 +28,8 @@ def _free_port() -> int:
 
 def _command(workdir, steps, *extra):
     return [sys.executable, "-m", "rltf_jax.cli.train", "--config", os.path.join(ROOT, "configs/tiny.py"),
-            f"--config.total_steps={steps}", "--config.checkpoint.every=1", "--workdir", str(workdir), *extra]
+            f"--config.total_steps={steps}", "--config.checkpoint.every=1", "--config.ppo.share_prompts=False",
+            "--workdir", str(workdir), *extra]
 
 
 def _single(workdir, steps, *extra):

@@ -66,7 +66,8 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 
 
 def test_rlef_mode_runs_multi_turn_episodes(tmp_path):
-    summary = _train(tmp_path, 1, "--config.method=rlef", "--config.eval.before_and_after=False")
+    summary = _train(tmp_path, 1, "--config.method=rlef", "--config.ppo.share_prompts=False",
+                     "--config.eval.before_and_after=False")
     assert summary["step"] == 1
     (record,) = read_metrics(str(tmp_path / "metrics.jsonl"))
     # The tiny random model never writes code, so every episode uses all its turns and fails.
@@ -81,7 +82,8 @@ def test_rlef_mode_with_turn_level_values(tmp_path):
     # compiled programs are released after every step (run_setup.release_compiled_code) and the
     # second step compiles what it needs again
     summary = _train(tmp_path, 2, "--config.method=rlef", "--config.ppo.advantage=turn",
-                     "--config.ppo.length_groups=2", "--config.eval.before_and_after=False",
+                     "--config.ppo.share_prompts=False", "--config.ppo.length_groups=2",
+                     "--config.eval.before_and_after=False",
                      "--config.release_compiled_code_at=0.0")
     assert summary["step"] == 2
     first, record = read_metrics(str(tmp_path / "metrics.jsonl"))
