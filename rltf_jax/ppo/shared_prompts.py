@@ -132,13 +132,14 @@ def _write_packs(batch: PPOBatch, parts, packs, *, width: int, window: int, per_
     return packed, source, compact
 
 
-def pack_shared_prompts(batch: PPOBatch, microbatches: int, *, multiple: int = 32, max_pack_length: int = 1024,
+def pack_shared_prompts(batch: PPOBatch, microbatches: int, *, multiple: int = 64, max_pack_length: int = 1024,
                         packed_rows_multiple: int = 1) -> PackedBatch:
     """A PPOBatch ([B, T] host arrays, prompts left-padded, replies right-padded, critic-free fields)
     -> a PackedBatch of the same rows grouped by prompt (module docstring).
 
     microbatches: num_minibatches × grad_accum of the update (B must divide by it). multiple: the
-    packed width S and the window R + 1 are `bucket_lengths(·, multiple)`. packed_rows_multiple:
+    packed width S and the reply window R are `bucket_lengths(·, multiple)`, coarse so that a run
+    compiles few update signatures (each new one costs a compile). packed_rows_multiple:
     P / M is rounded up to a multiple of it (the batch axis's device count divides P).
     """
     batch = complete_batch(PPOBatch(*(None if x is None else np.asarray(x) for x in batch)))
@@ -158,7 +159,7 @@ def pack_shared_prompts(batch: PPOBatch, microbatches: int, *, multiple: int = 3
     longest = max(len(parts[p[0]][0]) + sum(parts[r][2] - parts[r][1] for r in p) for ps in packs for p in ps)
     widest = max(max(end - reply for _, reply, end in parts), 1)
     width = bucket_lengths(longest, multiple)
-    window = bucket_lengths(widest + 1, multiple)
+    window = bucket_lengths(widest, multiple) + 1
     per_micro = -(-max(len(ps) for ps in packs) // packed_rows_multiple) * packed_rows_multiple
 
     packed, source, compact = _write_packs(batch, parts, packs, width=width, window=window, per_micro=per_micro)
