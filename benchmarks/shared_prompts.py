@@ -4,8 +4,8 @@ SmolLM2-135M-Instruct (f32 parameters), the PPO block of configs/default.py (GRP
 bf16 compute, 4 microbatches), one batch shaped like a `make train` step: 8 problems of
 `starter:train` in the chat prompt the trainer builds, 4 replies each. A reply is the problem's
 reference solution in a ```python block, cut at 50–100% of its tokens (≤ 128): `make train`'s
-replies average ~34 tokens (docs/results/make_train_relayout), prompts ~150, so most of an unpacked
-row is prompt.
+replies average ~34 tokens (docs/results/make_train_relayout), these 24, the prompts ~70, so most
+of an unpacked row is prompt.
 
 Baseline in the same run: the update over the same rows in two length groups (`length_groups=2`,
 the default before). Each arm is compiled and run once from the same initial state (its metrics
