@@ -3,8 +3,8 @@
 An RL step samples K replies per problem (the GRPO / RLOO group). Padded row by row, the update runs
 its forwards and the backward over the prompt K times; on the starter set the chat prompt (~70
 tokens) is longer than a typical reply (~34, at most 128), so most of the update's work is repeated
-prompt. Packed, a row of the model's input is `prefix ⧺ reply_1 ⧺ … ⧺ reply_n`: each reply attends to the prefix
-and to itself only (segment ids, `CausalLM.hidden_states(segment_ids=...)`), and its tokens sit at
+prompt. Packed, a row of the model's input is `prefix ⧺ reply_1 ⧺ … ⧺ reply_n`: each reply attends
+to the prefix and to itself only (segment ids, `CausalLM.hidden_states(segment_ids=...)`), and its tokens sit at
 the positions they have in the unpacked row, so every reply's log-probabilities are those of its
 own row up to float summation order.
 
