@@ -19,8 +19,9 @@ The update, as pseudocode (each line is a function below or in ppo_losses.py / a
 Sequences are `prompt ⧺ response` `[B, T]` (docs/interfaces.md); a `PackedBatch`
 (shared_prompts.py) holds the same rows with each prompt computed once, its per-action arrays on a
 compact [B, R] window. The "action" axis L = T - 1: the token at position t+1 is predicted from
-position t, so per-token arrays inside the update are `[B, T-1]` and `action_mask = response_mask[:, 1:]`. V at position t (read from hidden[t]) is the
-value of the state before action t+1; for RLEF's turn-level value it is the value at the last prompt
+position t, so per-token arrays inside the update are `[B, T-1]` and
+`action_mask = response_mask[:, 1:]`. V at position t (read from hidden[t]) is the value of the
+state before action t+1; for RLEF's turn-level value it is the value at the last prompt
 token before a reply, i.e. the entry aligned with the reply's first action (a per-turn
 `value_positions` input can select those later without changing the shapes here).
 """
