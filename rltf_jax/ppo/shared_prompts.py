@@ -102,7 +102,6 @@ def _write_packs(batch: PPOBatch, parts, packs, *, width: int, window: int, per_
                "response_mask": np.zeros((rows, window), bool),
                "token_rewards": np.zeros((rows, window), np.float32),
                "token_penalties": np.zeros((rows, window), np.float32)}
-    first, _ = row_spans(batch.attention_mask)
     out_row = 0
     for m, micro_packs in enumerate(packs):
         for k, pack in enumerate(micro_packs):
@@ -118,7 +117,7 @@ def _write_packs(batch: PPOBatch, parts, packs, *, width: int, window: int, per_
                 count = end - reply
                 packed["tokens"][row, at:at + count] = batch.tokens[r, reply:end]
                 packed["segment_ids"][row, at:at + count] = segment
-                packed["positions"][row, at:at + count] = reply - first[r] + np.arange(count)
+                packed["positions"][row, at:at + count] = n + np.arange(count)  # the unpacked row's
                 # action 0 is predicted from the prompt's last token, action j from reply token j - 1
                 local = k * width
                 source[out_row, 0] = local + n - 1
@@ -168,8 +167,3 @@ def pack_shared_prompts(batch: PPOBatch, microbatches: int, *, multiple: int = 6
                           turn_ids=np.full((rows, window), -1, np.int32),
                           value_positions=np.full((rows, 1), -1, np.int32))
     return PackedBatch(rows_batch, PackedRows(source=source, **packed))
-
-
-def packed_size_ratio(batch: PPOBatch, packed: PackedBatch) -> float:
-    """Model positions the packed update computes ÷ those of `batch` padded as it is [B, T]."""
-    return packed.packing.tokens.size / np.asarray(batch.tokens).size
